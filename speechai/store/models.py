@@ -1,0 +1,190 @@
+"""Beanie documents. Jobs are checkpointed whole (see ``store.checkpoint``); never ``$set`` a datetime.
+
+Indexes are declared for every query the runtime makes; the query that uses each is named beside it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import pymongo
+from beanie import Document
+from pydantic import BaseModel, Field
+from pymongo import IndexModel
+
+from speechai.domain.settings import CallSettings
+
+
+class JobState(StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    RETRY = "retry_scheduled"
+    DONE = "done"
+    FAILED = "failed"
+    EXCLUDED = "excluded"
+    SUSPENDED = "suspended"
+    CANCELLED = "cancelled"
+
+
+DUE_STATES = (JobState.PENDING, JobState.RETRY)
+FINAL_STATES = (JobState.DONE, JobState.FAILED, JobState.EXCLUDED, JobState.CANCELLED)
+
+
+class BatchStatus(StrEnum):
+    LOADING = "loading"  # jobs being written; invisible to the scheduler until flipped to active
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+
+class Plan(StrEnum):
+    UNLIMITED = "unlimited"
+    MINUTES = "minutes"
+    CREDITS = "credits"
+
+
+class Account(Document):
+    """``id`` is the account's slug. Money in integer cents; balances change only by guarded ``$inc``."""
+
+    id: str  # type: ignore[assignment]
+    name: str = ""
+    plan: Plan = Plan.UNLIMITED
+    balance_cents: int = 0
+    minutes_balance_ms: int = 0
+    reserved_cents: int = 0
+    reserved_ms: int = 0
+    spent_cents: int = 0
+    max_concurrent_calls: int = 20
+    daily_call_limit: int | None = None
+    suspended_reason: str | None = None
+
+    class Settings:
+        name = "accounts"
+
+
+class Batch(Document):
+    id: str  # type: ignore[assignment]
+    account_id: str
+    name: str = ""
+    status: BatchStatus = BatchStatus.ACTIVE
+    call_settings: CallSettings = CallSettings()
+    agent_id: str | None = None
+    from_number: str | None = None
+    source_file: str | None = None
+    created_at: datetime
+    status_reason: str | None = None
+
+    class Settings:
+        name = "batches"
+        indexes = [IndexModel([("status", pymongo.ASCENDING)])]  # scheduler: active batches
+
+
+class Phone(BaseModel):
+    number: str  # E.164
+    kind: str = "mobile"
+    bad: bool = False
+    bad_reason: str | None = None
+    attempts: int = 0
+
+
+class Attempt(BaseModel):
+    """One dial. Written (checkpointed) before create-call; ``call_id`` saved the moment it returns."""
+
+    attempt_id: str
+    phone: str
+    created_at: datetime
+    # None = not yet known whether the provider placed it; False = not placed (does not count).
+    placed: bool | None = None
+    counted: bool = False
+    call_id: str | None = None
+    call_status: str | None = None
+    disconnection_reason: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_ms: int | None = None
+    cost_cents: float | None = None
+    outcome: str | None = None
+    success: bool | None = None
+    summary: str | None = None
+    sentiment: str | None = None
+    in_voicemail: bool | None = None
+    collected: dict[str, Any] = Field(default_factory=dict)
+    recording_url: str | None = None
+    public_log_url: str | None = None
+    error: str | None = None
+
+
+class Lease(BaseModel):
+    owner: str
+    until_ms: int  # wall-clock epoch ms: an integer, so heartbeats can $set it safely
+
+
+class Transition(BaseModel):
+    at: datetime
+    from_state: JobState | None
+    to_state: JobState
+    reason: str
+
+
+class Job(Document):
+    account_id: str
+    batch_id: str
+    dedup_key: str
+    person_key: str
+    name: str = ""
+    national_id: str | None = None
+    phones: list[Phone] = Field(default_factory=list)
+    phone_index: int = 0
+    variables: dict[str, str] = Field(default_factory=dict)
+    state: JobState = JobState.PENDING
+    version: int = 0
+    next_try_at: datetime
+    attempts: list[Attempt] = Field(default_factory=list)
+    attempts_counted: int = 0
+    lease: Lease | None = None
+    history: list[Transition] = Field(default_factory=list)
+    last_reason: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    class Settings:
+        name = "jobs"
+        indexes = [
+            IndexModel([("dedup_key", pymongo.ASCENDING)], unique=True),  # loader idempotency
+            # scheduler: due jobs of a batch, oldest first
+            IndexModel([("batch_id", pymongo.ASCENDING), ("state", pymongo.ASCENDING),
+                        ("next_try_at", pymongo.ASCENDING)]),
+            IndexModel([("lease.owner", pymongo.ASCENDING), ("state", pymongo.ASCENDING)]),  # heartbeat
+            IndexModel([("lease.until_ms", pymongo.ASCENDING)]),  # expired-lease takeover
+            IndexModel([("account_id", pymongo.ASCENDING), ("person_key", pymongo.ASCENDING)]),  # caps
+        ]
+
+    @property
+    def current_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+class CallRecord(Document):
+    """The provider's full call payload, latest version, one per Retell ``call_id``."""
+
+    call_id: str
+    job_id: str
+    attempt_id: str
+    batch_id: str
+    account_id: str
+    call_status: str | None = None
+    payload: dict[str, Any]
+    updated_at: datetime
+
+    class Settings:
+        name = "calls"
+        indexes = [
+            IndexModel([("call_id", pymongo.ASCENDING)], unique=True),
+            IndexModel([("job_id", pymongo.ASCENDING)]),
+            IndexModel([("batch_id", pymongo.ASCENDING)]),
+        ]
+
+
+DOCUMENT_MODELS: list[type[Document]] = [Account, Batch, Job, CallRecord]

@@ -57,19 +57,37 @@ class SimClock:
     def __init__(self, start: datetime, speed: float = 0.0) -> None:
         if speed < 0:
             raise ValueError(f"speed must be >= 0, got {speed}")
-        self.speed = speed
+        self._speed = speed
         self._origin = utc(start)
         self._t0 = time.monotonic()
         self._jumped: anyio.Event | None = None
 
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    @speed.setter
+    def speed(self, speed: float) -> None:
+        # Rebase first: elapsed time so far was run at the old speed and must not be rescaled.
+        if speed < 0:
+            raise ValueError(f"speed must be >= 0, got {speed}")
+        self._origin = self.now()
+        self._t0 = time.monotonic()
+        self._speed = speed
+        self._wake()
+
     def now(self) -> datetime:
-        return self._origin + timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
+        return self._origin + timedelta(seconds=(time.monotonic() - self._t0) * self._speed)
 
     def advance(self, seconds: float) -> None:
         """Jump business time forward and wake sleepers; used to skip idle stretches."""
         if seconds <= 0:
             return
         self._origin += timedelta(seconds=seconds)
+        self._wake()
+
+    def _wake(self) -> None:
+        # Sleepers re-check their deadline (and real timeout) against the new time or speed.
         if self._jumped is not None:
             self._jumped.set()
             self._jumped = None
@@ -91,4 +109,4 @@ class SimClock:
         await anyio.lowlevel.checkpoint()
 
     def real_seconds(self, seconds: float) -> float:
-        return math.inf if self.speed == 0 else seconds / self.speed
+        return math.inf if self._speed == 0 else seconds / self._speed

@@ -98,7 +98,7 @@ class EmbeddedMongo:
         self.db_dir.mkdir(parents=True, exist_ok=True)
         self._clear_stale()
         self.port = self.port or _free_port()
-        log = open(self.data_dir / "nx-27017.log", "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.data_dir / "nx-27017.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "nx_27017.nx_27017", "--data-dir", str(self.db_dir),
              "--host", "127.0.0.1", "-p", str(self.port), "--log-file", str(self.data_dir / "nx-27017.log"),

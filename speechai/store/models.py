@@ -5,7 +5,7 @@ Indexes are declared for every query the runtime makes; the query that uses each
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from enum import StrEnum
 from typing import Any
 
@@ -78,6 +78,8 @@ class Batch(Document):
 
     class Settings:
         name = "batches"
+        # BSON has no time-of-day type: allowed hours and waves are stored as "HH:MM:SS" text.
+        bson_encoders = {time: lambda t: t.isoformat()}
         indexes = [IndexModel([("status", pymongo.ASCENDING)])]  # scheduler: active batches
 
 
@@ -140,12 +142,15 @@ class Job(Document):
     variables: dict[str, str] = Field(default_factory=dict)
     state: JobState = JobState.PENDING
     version: int = 0
+    # random token of the last checkpoint: tells whether a write whose reply was lost was applied
+    ckpt: str = ""
     next_try_at: datetime
     attempts: list[Attempt] = Field(default_factory=list)
     attempts_counted: int = 0
     lease: Lease | None = None
     history: list[Transition] = Field(default_factory=list)
     last_reason: str | None = None
+    load_id: str | None = None  # set while the loader that wrote it has not committed
     created_at: datetime
     updated_at: datetime
 
@@ -187,4 +192,47 @@ class CallRecord(Document):
         ]
 
 
-DOCUMENT_MODELS: list[type[Document]] = [Account, Batch, Job, CallRecord]
+class DoNotCall(Document):
+    """Account-level do-not-call entry, keyed by national id or E.164 phone."""
+
+    account_id: str
+    key: str
+    reason: str = ""
+    added_at: datetime
+
+    class Settings:
+        name = "do_not_call"
+        indexes = [IndexModel([("account_id", pymongo.ASCENDING), ("key", pymongo.ASCENDING)], unique=True)]
+
+
+class WebhookEvent(Document):
+    """Every accepted provider webhook; the unique key (event:call_id) drops Retell's retries."""
+
+    key: str
+    event: str
+    call_id: str
+    payload: dict[str, Any]
+    received_at: datetime
+
+    class Settings:
+        name = "webhook_events"
+        indexes = [IndexModel([("key", pymongo.ASCENDING)], unique=True)]
+
+
+class Slot(Document):
+    """One concurrency slot of a scope (see ``store.slots``); ``until_ms`` in the past means free."""
+
+    id: str  # type: ignore[assignment]  # "<scope>:<index>"
+    scope: str
+    index: int
+    holder: str | None = None  # job id holding it
+    owner: str | None = None  # instance id
+    until_ms: int = 0
+
+    class Settings:
+        name = "slots"
+        indexes = [IndexModel([("scope", pymongo.ASCENDING), ("until_ms", pymongo.ASCENDING)]),
+                   IndexModel([("holder", pymongo.ASCENDING)])]
+
+
+DOCUMENT_MODELS: list[type[Document]] = [Account, Batch, Job, CallRecord, DoNotCall, WebhookEvent, Slot]

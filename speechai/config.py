@@ -1,0 +1,140 @@
+"""Runtime configuration: ``config.toml`` validated with pydantic, overridden by environment variables.
+
+Every key ``[section] key`` can be overridden by ``SPEECHAI_<SECTION>_<KEY>`` (top-level keys by
+``SPEECHAI_<KEY>``). Secrets come only from the environment: ``RETELL_API_KEY`` and
+``SPEECHAI_CONTROL_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from speechai.domain.settings import CallSettings
+from speechai.loader.spec import BatchSource
+
+ENV_PREFIX = "SPEECHAI_"
+
+
+class ConfigError(Exception):
+    pass
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MongoConfig(_Section):
+    uri: str = ""  # empty: start the embedded nx-27017 server under data_dir
+    database: str = "speechai"
+
+
+class RetellConfig(_Section):
+    base_url: str = ""  # empty: start the local Retell-compatible simulator in-process
+    agent_id: str = "agent_demo"
+    from_number: str = "+56229000000"
+    timeout_s: float = Field(15.0, gt=0)
+    cents_per_minute: int = Field(12, ge=0)  # estimate used to reserve credit before a dial
+
+
+class RuntimeConfig(_Section):
+    instance_id: str = ""  # empty: <hostname>-<pid>
+    concurrency: int = Field(20, ge=1, le=2000)
+    poll_interval_s: float = Field(10.0, gt=0)  # business seconds between get-call polls
+    scheduler_interval_s: float = Field(60.0, gt=0)  # longest the scheduler sleeps without looking
+    lease_ttl_s: float = Field(30.0, ge=1)  # real seconds; heartbeat renews at a third of it
+    clock: Literal["real", "simulated"] = "real"
+    sim_start: datetime | None = None  # simulated clock start (default: now)
+    sim_speed: float = Field(1.0, gt=0)  # business seconds per real second
+    skip_idle: bool = True  # simulated clock jumps over stretches where nothing can happen
+
+
+class ControlConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)
+
+
+class SimulatorConfig(_Section):
+    concurrency: int = Field(20, ge=1)
+    seed: int = 7
+    rates: dict[str, float] = Field(default_factory=dict)
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+    file: str = ""  # empty: stderr
+
+
+class Config(_Section):
+    data_dir: Path = Path("var")
+    mongo: MongoConfig = MongoConfig()
+    retell: RetellConfig = RetellConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    control: ControlConfig = ControlConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+    logging: LoggingConfig = LoggingConfig()
+    call_settings: CallSettings = CallSettings()
+    batches: list[BatchSource] = Field(default_factory=list)
+
+    @property
+    def retell_api_key(self) -> str:
+        return os.environ.get("RETELL_API_KEY", "")
+
+
+def _env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for name, field in Config.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, _Section):
+            for key in annotation.model_fields:
+                env = f"{ENV_PREFIX}{name}_{key}".upper()
+                if env in environ:
+                    merged.setdefault(name, {})[key] = environ[env]
+        elif (env := f"{ENV_PREFIX}{name}".upper()) in environ:
+            merged[name] = environ[env]
+    return merged
+
+
+def describe_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        else:
+            lines.append(f"  {key} = {err.get('input')!r}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | None, environ: dict[str, str] | None = None) -> Config:
+    """Read and validate the config; a missing ``path`` means all defaults."""
+    environ = dict(os.environ if environ is None else environ)
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        config = Config.model_validate(_env_overrides(raw, environ))
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, source)) from None
+    if path is not None:
+        # Relative paths in the file are relative to the file, not to the working directory.
+        base = path.parent
+        if not config.data_dir.is_absolute():
+            config.data_dir = base / config.data_dir
+        for batch in config.batches:
+            if not batch.file.is_absolute():
+                batch.file = base / batch.file
+    return config

@@ -1,0 +1,366 @@
+"""A call actor owns one leased job's attempt lifecycle:
+gate → open attempt (checkpoint) → create-call (checkpoint call id) → track → classify → decide → release.
+
+Each step is re-entrant: a restarted actor (after a crash or a takeover) reads the job and resumes
+from its last checkpoint, so the dial happens at most once per attempt id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+
+from actors.mailbox import Mailbox
+from speechai.domain.decision import NextStep, decide_next
+from speechai.domain.outcomes import Classification, OutcomeClass, callback_requested_at, classify_call
+from speechai.domain.phones import next_usable_phone
+from speechai.domain.settings import CallSettings
+from speechai.domain.windows import is_dialable, next_dialable
+from speechai.retell import errors as rerr
+from speechai.runtime.context import Runtime
+from speechai.runtime.faults import crash_point
+from speechai.runtime.gate import gate_person
+from speechai.store import slots
+from speechai.store.jobs import LostOwnership, checkpoint, save_call_payload, transition
+from speechai.store.models import (
+    Account,
+    Attempt,
+    Batch,
+    BatchStatus,
+    CallRecord,
+    Job,
+    JobState,
+)
+
+FINAL_CALL_STATUSES = {"ended", "not_connected", "error"}
+TRANSIENT = (rerr.ServerError, rerr.ProviderTimeout, rerr.MalformedResponse)
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """A provider webhook routed to the actor holding the call's job."""
+
+    event: str
+    call: dict[str, Any]
+
+
+def _ms_to_dt(ms: Any) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, UTC) if isinstance(ms, int | float) and ms > 0 else None
+
+
+def _is_open(attempt: Attempt | None) -> bool:
+    return attempt is not None and attempt.outcome is None and attempt.placed is not False
+
+
+class CallActor:
+    def __init__(self, rt: Runtime, job_id: Any) -> None:
+        self.rt = rt
+        self.job_id = job_id
+        self.mailbox: Mailbox[CallEvent] = Mailbox(capacity=16)
+        self.log = rt.log.bind(job_id=str(job_id))
+        self.job: Job | None = None
+
+    async def run(self) -> None:
+        self.rt.actors[str(self.job_id)] = self.mailbox.ref
+        try:
+            await self._run()
+        except LostOwnership as exc:
+            self.log.warning("job_taken_over", error=str(exc))
+        finally:
+            self.rt.actors.pop(str(self.job_id), None)
+
+    async def _run(self) -> None:
+        job = await Job.get(self.job_id)
+        if job is None or job.state != JobState.IN_FLIGHT or job.lease is None \
+                or job.lease.owner != self.rt.instance_id:
+            return  # released or taken over meanwhile: nothing of ours to do
+        self.job = job
+        batch = await Batch.get(job.batch_id)
+        if batch is None:
+            await self._release(JobState.FAILED, f"batch {job.batch_id} no longer exists", None)
+            return
+        settings = batch.call_settings.effective()
+        attempt = job.current_attempt
+        if not _is_open(attempt):
+            if not await self._gate(batch, settings):
+                return
+            attempt = await self._open_attempt()
+        assert attempt is not None
+        self.log = self.log.bind(attempt_id=attempt.attempt_id)
+        if attempt.call_id is None:
+            call = await self._place(batch, settings, attempt)
+            if call is None:
+                return
+        call = await self._track(attempt, settings)
+        await self._finish(attempt, settings, call)
+
+    # --- gate -------------------------------------------------------------------------------------
+
+    async def _gate(self, batch: Batch, settings: CallSettings) -> bool:
+        """Re-check, right before dialing, everything the scheduler checked when it picked the job."""
+        job, now = self._job, self.rt.clock.now()
+        if batch.status != BatchStatus.ACTIVE:
+            await self._release(JobState.PENDING, f"batch is {batch.status.value}", now)
+            return False
+        if not is_dialable(settings, now):
+            at = next_dialable(settings, now)
+            await self._release(JobState.RETRY, f"outside allowed hours; next window {at.isoformat()}", at)
+            return False
+        account = await Account.get(job.account_id)
+        if account is not None and account.suspended_reason:
+            await self._release(JobState.SUSPENDED, f"account suspended: {account.suspended_reason}", None)
+            return False
+        verdict = await gate_person(job, settings, now)
+        if not verdict.allowed:
+            if verdict.exclude:
+                await self._release(JobState.EXCLUDED, verdict.reason or "excluded", None)
+            else:
+                at = next_dialable(settings, verdict.retry_at or now)
+                await self._release(JobState.RETRY, f"{verdict.reason}; next try {at.isoformat()}", at)
+            return False
+        if next_usable_phone(job.phones, job.phone_index - 1) is None:
+            await self._release(JobState.FAILED, "no usable phone left", None)
+            return False
+        return True
+
+    # --- attempt ----------------------------------------------------------------------------------
+
+    async def _open_attempt(self) -> Attempt:
+        """Write-ahead: the attempt exists in the database before the provider hears of it."""
+        job, now = self._job, self.rt.clock.now()
+        index = next_usable_phone(job.phones, job.phone_index - 1)
+        assert index is not None
+        job.phone_index = index
+        attempt = Attempt(attempt_id=uuid.uuid4().hex, phone=job.phones[index].number, created_at=now)
+        job.attempts.append(attempt)
+        transition(job, JobState.IN_FLIGHT, f"dialing {attempt.phone}", now)
+        await self._save()
+        crash_point("attempt_written")
+        return attempt
+
+    async def _place(self, batch: Batch, settings: CallSettings, attempt: Attempt) -> dict[str, Any] | None:
+        """Create the call with the attempt id as idempotency key; never with a new key."""
+        job = self._job
+        for n in range(self.rt.limits.create_retries + 1):
+            age = (self.rt.clock.now() - attempt.created_at).total_seconds()
+            if age > self.rt.limits.idempotency_window_s:
+                break  # a re-send could dial again: ask the provider instead
+            try:
+                call = await self.rt.retell.create_phone_call(
+                    from_number=batch.from_number or self.rt.from_number,
+                    to_number=attempt.phone,
+                    idempotency_key=attempt.attempt_id,
+                    override_agent_id=batch.agent_id or self.rt.agent_id,
+                    metadata={"job_id": str(job.id), "attempt_id": attempt.attempt_id,
+                              "batch_id": job.batch_id, "account_id": job.account_id},
+                    dynamic_variables=job.variables,
+                    agent_override={"agent": {"max_call_duration_ms": settings.max_call_duration_s * 1000,
+                                              "ring_duration_ms": settings.ring_timeout_s * 1000}},
+                )
+            except rerr.RateLimited:
+                return await self._not_placed(attempt, OutcomeClass.CAPACITY, settings, "provider throttled (429)")
+            except rerr.PaymentRequired:
+                await self._suspend_account("provider reports no valid payment (402)")
+                return await self._not_placed(attempt, OutcomeClass.ACCOUNT, settings, "payment required (402)")
+            except rerr.BadRequest as exc:
+                return await self._bad_number(attempt, settings, f"provider rejected the call: {exc.message}")
+            except (rerr.Unauthorized, rerr.UnknownAsset) as exc:
+                await self._pause_batch(batch, f"provider refused configuration: {exc}")
+                return await self._not_placed(attempt, None, settings, f"batch paused: {exc}")
+            except TRANSIENT as exc:
+                attempt.error = f"{type(exc).__name__}: {exc}"
+                self.log.warning("create_call_failed", error=attempt.error, try_=n)
+                await anyio.sleep(min(0.2 * 2**n, 5.0))
+                continue
+            crash_point("call_created")
+            return await self._placed(attempt, call)
+        return await self._resolve_unknown(attempt, settings)
+
+    async def _placed(self, attempt: Attempt, call: dict[str, Any]) -> dict[str, Any]:
+        attempt.call_id = str(call["call_id"])
+        attempt.placed = True
+        attempt.counted = True
+        attempt.call_status = call.get("call_status")
+        await self._save()
+        self.log.info("call_placed", call_id=attempt.call_id, phone=attempt.phone)
+        if self.rt.on_dial is not None:
+            self.rt.on_dial(attempt.attempt_id)
+        return call
+
+    async def _resolve_unknown(self, attempt: Attempt, settings: CallSettings) -> dict[str, Any] | None:
+        """Whether create-call went through is unknown: the provider's record (by attempt id) decides."""
+        found = await self.rt.retell.find_calls_by_metadata("attempt_id", attempt.attempt_id)
+        if found:
+            self.log.info("call_adopted", call_id=found[0].get("call_id"))
+            return await self._placed(attempt, found[0])
+        return await self._not_placed(attempt, OutcomeClass.PROVIDER_ERROR, settings,
+                                      f"not placed: {attempt.error or 'provider unreachable'}")
+
+    async def _not_placed(self, attempt: Attempt, outcome: OutcomeClass | None, settings: CallSettings,
+                          reason: str) -> None:
+        """The provider never dialed: the attempt does not count against the person."""
+        now = self.rt.clock.now()
+        attempt.placed, attempt.counted, attempt.outcome = False, False, (outcome or "not_placed")
+        attempt.error = attempt.error or reason
+        if outcome == OutcomeClass.ACCOUNT:
+            await self._release(JobState.SUSPENDED, reason, None)
+            return None
+        if outcome is None:
+            await self._release(JobState.PENDING, reason, now)
+            return None
+        delay = settings.retry_delay_min.capacity if outcome == OutcomeClass.CAPACITY \
+            else settings.retry_delay_min.provider_error
+        at = next_dialable(settings, now + timedelta(minutes=delay))
+        await self._release(JobState.RETRY, f"{reason}; next try {at.isoformat()}", at)
+        return None
+
+    async def _bad_number(self, attempt: Attempt, settings: CallSettings, reason: str) -> None:
+        attempt.placed, attempt.counted = False, False
+        cls = Classification(outcome=OutcomeClass.BAD_NUMBER, success=False, counts=False, answered=False,
+                             reason="http_400")
+        attempt.outcome, attempt.error = cls.outcome.value, reason
+        await self._apply(self._decide(cls, settings, None), attempt)
+        return None
+
+    # --- tracking ---------------------------------------------------------------------------------
+
+    async def _track(self, attempt: Attempt, settings: CallSettings) -> dict[str, Any]:
+        """Poll (woken early by webhooks) until the call is final; never abandon a live call."""
+        assert attempt.call_id is not None
+        limits, clock = self.rt.limits, self.rt.clock
+        stopped = False
+        ended_seen: datetime | None = None
+        while True:
+            try:
+                call = await self.rt.retell.get_call(attempt.call_id)
+            except TRANSIENT as exc:
+                self.log.warning("get_call_failed", error=str(exc))
+                await self._wait(limits.poll_interval_s)
+                continue
+            status = call.get("call_status")
+            if status == "ongoing":
+                crash_point("tracking")
+            if status in FINAL_CALL_STATUSES:
+                if status != "ended" or call.get("call_analysis") is not None:
+                    return call
+                ended_seen = ended_seen or clock.now()
+                if (clock.now() - ended_seen).total_seconds() >= limits.analysis_wait_s:
+                    return call  # analysis never came: classify on what we have
+            elif status == "ongoing" and not stopped:
+                started = _ms_to_dt(call.get("start_timestamp"))
+                limit = settings.max_call_duration_s + limits.stop_grace_s
+                if started is not None and (clock.now() - started).total_seconds() > limit:
+                    self.log.warning("call_over_max_duration", call_id=attempt.call_id)
+                    try:
+                        await self.rt.retell.stop_call(attempt.call_id)
+                        stopped = True
+                    except rerr.RetellError as exc:
+                        self.log.warning("stop_call_failed", error=str(exc))
+            await self._wait(limits.poll_interval_s)
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep one poll interval of business time, or until a webhook for this call arrives."""
+        with anyio.move_on_after(self.rt.clock.real_seconds(seconds)):
+            await self.mailbox.receive()
+            while True:  # drain bursts: one re-fetch covers them all
+                try:
+                    self.mailbox.receive_nowait()
+                except anyio.WouldBlock:
+                    break
+
+    # --- result -----------------------------------------------------------------------------------
+
+    async def _finish(self, attempt: Attempt, settings: CallSettings, call: dict[str, Any]) -> None:
+        job = self._job
+        assert attempt.call_id is not None
+        cls = classify_call(call)
+        analysis = call.get("call_analysis") or {}
+        cost = (call.get("call_cost") or {}).get("combined_cost")
+        attempt.call_status = call.get("call_status")
+        attempt.disconnection_reason = call.get("disconnection_reason")
+        attempt.started_at = _ms_to_dt(call.get("start_timestamp"))
+        attempt.ended_at = _ms_to_dt(call.get("end_timestamp"))
+        attempt.duration_ms = call.get("duration_ms")
+        attempt.cost_cents = float(cost) if isinstance(cost, int | float) else None
+        attempt.outcome, attempt.success, attempt.counted = cls.outcome.value, cls.success, cls.counts
+        attempt.summary = analysis.get("call_summary")
+        attempt.sentiment = analysis.get("user_sentiment")
+        attempt.in_voicemail = analysis.get("in_voicemail")
+        attempt.collected = dict(call.get("collected_dynamic_variables") or {})
+        attempt.recording_url = call.get("recording_url")
+        attempt.public_log_url = call.get("public_log_url")
+        await save_call_payload(CallRecord(
+            call_id=attempt.call_id, job_id=str(job.id), attempt_id=attempt.attempt_id, batch_id=job.batch_id,
+            account_id=job.account_id, call_status=attempt.call_status, payload=call,
+            updated_at=self.rt.clock.now(),
+        ))
+        if attempt.cost_cents:
+            await Account.get_pymongo_collection().update_one(
+                {"_id": job.account_id}, {"$inc": {"spent_cents": round(attempt.cost_cents)}})
+        crash_point("result_written")
+        step = self._decide(cls, settings, callback_requested_at(call, local_tz=settings.tz))
+        self.log.info("call_finished", call_id=attempt.call_id, outcome=cls.outcome.value, success=cls.success,
+                      reason=cls.reason, action=step.action)
+        await self._apply(step, attempt)
+
+    def _decide(self, cls: Classification, settings: CallSettings, callback_at: datetime | None) -> NextStep:
+        job = self._job
+        if cls.counts:
+            job.attempts_counted += 1
+            job.phones[job.phone_index].attempts += 1
+        usable = [i for i, p in enumerate(job.phones) if not p.bad and i != job.phone_index]
+        return decide_next(classification=cls, settings=settings, now=self.rt.clock.now(),
+                           attempts_counted=job.attempts_counted, phones_usable_after=len(usable),
+                           callback_at=callback_at)
+
+    async def _apply(self, step: NextStep, attempt: Attempt) -> None:
+        job = self._job
+        if step.mark_phone_bad:
+            phone = job.phones[job.phone_index]
+            phone.bad, phone.bad_reason = True, attempt.disconnection_reason or attempt.error or step.reason
+        if step.action in ("retry", "next_phone", "backoff"):
+            # rotate to the person's next phone; a stable order, never hash order
+            nxt = next_usable_phone(job.phones, job.phone_index)
+            job.phone_index = job.phone_index if nxt is None else nxt
+            await self._release(JobState.RETRY, step.reason, step.next_try_at)
+            return
+        state = {"done": JobState.DONE, "failed": JobState.FAILED, "excluded": JobState.EXCLUDED,
+                 "suspended": JobState.SUSPENDED}[step.action]
+        await self._release(state, step.reason, step.next_try_at)
+
+    # --- persistence ------------------------------------------------------------------------------
+
+    @property
+    def _job(self) -> Job:
+        assert self.job is not None
+        return self.job
+
+    async def _save(self) -> None:
+        job = self._job
+        if job.lease is not None:
+            job.lease.until_ms = self.rt.lease_until_ms()
+        await checkpoint(job)
+
+    async def _release(self, state: JobState, reason: str, next_try_at: datetime | None) -> None:
+        job, now = self._job, self.rt.clock.now()
+        transition(job, state, reason, now)
+        if next_try_at is not None:
+            job.next_try_at = next_try_at
+        job.lease = None
+        await checkpoint(job)
+        await slots.release(str(job.id))
+        self.log.info("job_released", state=state.value, reason=reason)
+
+    async def _suspend_account(self, reason: str) -> None:
+        await Account.get_pymongo_collection().update_one(
+            {"_id": self._job.account_id}, {"$set": {"suspended_reason": reason}})
+        self.log.error("account_suspended", account_id=self._job.account_id, reason=reason)
+
+    async def _pause_batch(self, batch: Batch, reason: str) -> None:
+        await Batch.get_pymongo_collection().update_one(
+            {"_id": batch.id}, {"$set": {"status": BatchStatus.PAUSED.value, "status_reason": reason}})
+        self.log.error("batch_paused", batch_id=batch.id, reason=reason)

@@ -1,0 +1,162 @@
+"""The aiohttp control endpoint: health, batch pause/resume/settings, job inspection, Retell webhooks.
+
+Every route but ``/health`` and the webhook (which carries its own HMAC signature) needs
+``Authorization: Bearer <control token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+from aiohttp import web
+from bson import ObjectId
+from bson.errors import InvalidId
+from pydantic import ValidationError
+
+from speechai.domain.settings import CallSettings
+from speechai.runtime.scheduler import Wake
+from speechai.runtime.webhooks import WebhookReceiver
+from speechai.store.models import Batch, BatchStatus, Job, JobState
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OPEN_PATHS = {"/health", "/webhooks/retell"}
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def auth_middleware(token: str) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path not in OPEN_PATHS:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return _error(401, "missing or wrong bearer token")
+        return await handler(request)
+
+    return middleware
+
+
+async def batch_counts(batch_id: str) -> dict[str, int]:
+    rows = await Job.get_pymongo_collection().aggregate(
+        [{"$match": {"batch_id": batch_id}}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}]
+    )
+    counts = {s.value: 0 for s in JobState}
+    async for row in rows:
+        counts[row["_id"]] = row["n"]
+    return counts
+
+
+class ControlApi:
+    def __init__(self, *, token: str, scheduler_ref: Any, webhooks: WebhookReceiver,
+                 instance_id: str, clock: Any, extra_routes: Iterable[web.RouteDef] = ()) -> None:
+        self.scheduler_ref = scheduler_ref
+        self.webhooks = webhooks
+        self.instance_id = instance_id
+        self.clock = clock
+        self.app = web.Application(middlewares=[auth_middleware(token)], client_max_size=64 * 1024**2)
+        self.app.add_routes([
+            web.get("/health", self.health),
+            web.get("/batches", self.list_batches),
+            web.get("/batches/{batch_id}", self.get_batch),
+            web.post("/batches/{batch_id}/pause", self.pause),
+            web.post("/batches/{batch_id}/resume", self.resume),
+            web.put("/batches/{batch_id}/settings", self.put_settings),
+            web.get("/jobs/{job_id}", self.get_job),
+            web.post("/webhooks/retell", self.webhook),
+            *extra_routes,
+        ])
+        self.port: int | None = None
+
+    async def serve(self, host: str, port: int, *, started: anyio.Event | None = None) -> None:
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self.port = runner.addresses[0][1] if runner.addresses else port
+        if started is not None:
+            started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await runner.cleanup()
+
+    def _wake(self, reason: str) -> None:
+        self.scheduler_ref.tell_nowait(Wake(reason))
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "instance": self.instance_id,
+                                  "time": self.clock.now().isoformat()})
+
+    async def list_batches(self, request: web.Request) -> web.Response:
+        out = []
+        for b in await Batch.find_all().to_list():
+            out.append({"id": b.id, "account_id": b.account_id, "status": b.status.value,
+                        "priority": b.call_settings.priority, "jobs": await batch_counts(b.id)})
+        return web.json_response(out)
+
+    async def _batch(self, request: web.Request) -> Batch:
+        batch = await Batch.get(request.match_info["batch_id"])
+        if batch is None:
+            raise web.HTTPNotFound(text=json.dumps({"error": f"no batch {request.match_info['batch_id']!r}"}),
+                                   content_type="application/json")
+        return batch
+
+    async def get_batch(self, request: web.Request) -> web.Response:
+        batch = await self._batch(request)
+        return web.json_response({
+            "id": batch.id, "account_id": batch.account_id, "status": batch.status.value,
+            "status_reason": batch.status_reason,
+            "call_settings": batch.call_settings.model_dump(mode="json"), "jobs": await batch_counts(batch.id),
+        })
+
+    async def _set_status(self, request: web.Request, status: BatchStatus) -> web.Response:
+        batch = await self._batch(request)
+        if batch.status == BatchStatus.CANCELLED:
+            return _error(409, f"batch {batch.id!r} is cancelled")
+        await Batch.get_pymongo_collection().update_one(
+            {"_id": batch.id}, {"$set": {"status": status.value, "status_reason": f"{status.value} by operator"}})
+        self._wake(f"batch {batch.id} {status.value}")
+        return web.json_response({"id": batch.id, "status": status.value})
+
+    async def pause(self, request: web.Request) -> web.Response:
+        return await self._set_status(request, BatchStatus.PAUSED)
+
+    async def resume(self, request: web.Request) -> web.Response:
+        return await self._set_status(request, BatchStatus.ACTIVE)
+
+    async def put_settings(self, request: web.Request) -> web.Response:
+        batch = await self._batch(request)
+        try:
+            settings = CallSettings.model_validate(await request.json())
+        except json.JSONDecodeError as exc:
+            return _error(400, f"body is not JSON: {exc}")
+        except ValidationError as exc:
+            problems = [{"field": ".".join(map(str, e["loc"])), "value": e.get("input"), "error": e["msg"]}
+                        for e in exc.errors()]
+            return web.json_response({"error": "invalid call_settings", "problems": problems}, status=422,
+                                     dumps=lambda o: json.dumps(o, default=str))
+        await Batch.get_pymongo_collection().update_one(
+            {"_id": batch.id}, {"$set": {"call_settings": settings.model_dump(mode="json")}})
+        self._wake(f"batch {batch.id} settings changed")
+        return web.json_response({"id": batch.id, "call_settings": settings.model_dump(mode="json")})
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        try:
+            job = await Job.get(ObjectId(request.match_info["job_id"]))
+        except InvalidId:
+            return _error(400, f"not a job id: {request.match_info['job_id']!r}")
+        if job is None:
+            return _error(404, f"no job {request.match_info['job_id']!r}")
+        return web.json_response(json.loads(job.model_dump_json()))
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        status, body = await self.webhooks.receive(await request.read(),
+                                                   request.headers.get("x-retell-signature"))
+        return web.json_response(body, status=status)

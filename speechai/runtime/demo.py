@@ -1,0 +1,49 @@
+"""The one-command demo: configured batches, embedded database, simulator, fast clock, live progress."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import anyio
+
+from actors.clock import Clock
+from speechai.config import Config
+from speechai.loader.service import load_batch
+from speechai.runtime.report import progress_line, summarize
+from speechai.runtime.service import Instance, run_instance
+
+
+async def run_demo(config: Config) -> int:
+    batch_ids = [b.batch_id for b in config.batches]
+    holder: dict[str, Instance] = {}
+    started = time.monotonic()
+
+    async def prepare(clock: Clock) -> None:
+        for source in config.batches:
+            source.call_settings = source.call_settings or config.call_settings
+            summary = await load_batch(source, now=clock.now(), report_dir=config.data_dir / "reports")
+            print(f"loaded {source.batch_id}: {summary.people} people, {summary.jobs_created} jobs, "
+                  f"{len(summary.rejected)} rejected rows", flush=True)
+
+    async def progress() -> None:
+        while True:
+            await anyio.sleep(1.0)
+            if "i" in holder:
+                clock = holder["i"].rt.clock
+                s = await summarize(batch_ids)
+                line = progress_line(s, clock.now().astimezone(config.call_settings.tz).strftime("%a %d %b %H:%M"))
+                print("\r" + line.ljust(110), end="", file=sys.stdout, flush=True)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(progress)
+        await run_instance(config, until_done=True, prepare=prepare,
+                           on_ready=lambda i: holder.__setitem__("i", i), handle_signals=True,
+                           on_stopped=lambda: print_summary(batch_ids, time.monotonic() - started))
+        tg.cancel_scope.cancel()
+    return 0
+
+
+async def print_summary(batch_ids: list[str], elapsed: float) -> None:
+    s = await summarize(batch_ids)
+    print(f"\ncampaign finished in {elapsed:.0f} s real time\n{s.render()}")

@@ -1,0 +1,37 @@
+"""Lease heartbeat: one bulk write per interval renews every job this instance holds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import anyio
+from bson import ObjectId
+from pymongo.errors import ConnectionFailure
+
+from speechai.runtime.context import Runtime
+from speechai.store import slots
+from speechai.store.jobs import renew_leases
+
+
+class Heartbeat:
+    def __init__(self, rt: Runtime, held: Callable[[], Iterable[str]], *,
+                 on_beat: Callable[[], None] | None = None) -> None:
+        self.rt = rt
+        self.held = held
+        self.on_beat = on_beat  # e.g. the systemd watchdog: alive only while the database answers
+
+    async def run(self) -> None:
+        interval = self.rt.limits.lease_ttl_s / 3  # real seconds: leases are about process liveness
+        while True:
+            held, until = list(self.held()), self.rt.lease_until_ms()
+            try:
+                await renew_leases(self.rt.instance_id, [ObjectId(j) for j in held], until)
+                await slots.renew(self.rt.instance_id, held, until)
+            except ConnectionFailure as exc:
+                # Leases may lapse during an outage; actors then find their checkpoints fenced off.
+                self.rt.log.warning("heartbeat_database_unavailable", error=str(exc))
+                await anyio.sleep(1.0)
+                continue
+            if self.on_beat is not None:
+                self.on_beat()
+            await anyio.sleep(interval)

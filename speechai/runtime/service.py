@@ -1,0 +1,205 @@
+"""Wiring of one runtime instance: database, provider, supervisor tree, control endpoint, shutdown.
+
+Start order: embedded database (if no URI) → Beanie → Retell client (or the in-process simulator) →
+control endpoint → scheduler, heartbeat. Stop order is the reverse, the embedded database last.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import structlog
+
+from actors.clock import Clock, RealClock, SimClock
+from actors.supervisor import RestartPolicy, Supervisor
+from speechai.config import Config
+from speechai.retell.client import RetellClient
+from speechai.retell.sim_outcomes import OutcomeRates
+from speechai.retell.simulator import RetellSimulator
+from speechai.runtime import systemd
+from speechai.runtime.context import Runtime, RuntimeLimits
+from speechai.runtime.control_api import ControlApi
+from speechai.runtime.heartbeat import Heartbeat
+from speechai.runtime.scheduler import Scheduler
+from speechai.runtime.webhooks import WebhookReceiver
+from speechai.store.db import connect
+from speechai.store.embedded import EmbeddedMongo
+from speechai.store.models import Job, JobState
+
+log = structlog.get_logger("speechai")
+SHUTDOWN_GRACE_S = 10.0
+
+
+def make_clock(config: Config) -> Clock:
+    rt = config.runtime
+    if rt.clock == "real":
+        return RealClock()
+    # The edge of the system: wall time is read once here to anchor simulated business time.
+    return SimClock(rt.sim_start or datetime.now(UTC), speed=rt.sim_speed)
+
+
+def control_token(data_dir: Path) -> str:
+    """From SPEECHAI_CONTROL_TOKEN, else a random one kept (0600) in the data directory."""
+    if token := os.environ.get("SPEECHAI_CONTROL_TOKEN"):
+        return token
+    path = data_dir / "control-token"
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(24)
+    path.write_text(token)
+    path.chmod(0o600)
+    return token
+
+
+@asynccontextmanager
+async def database(config: Config) -> AsyncIterator[str]:
+    """Yield a MongoDB URI with Beanie initialised; the embedded server is stopped on exit."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    embedded = None
+    uri = config.mongo.uri
+    if not uri:
+        embedded = EmbeddedMongo(config.data_dir)
+        uri = await anyio.to_thread.run_sync(embedded.start)
+        log.info("embedded_mongo_started", uri=uri, data_dir=str(config.data_dir))
+    try:
+        client = await connect(uri, config.mongo.database)
+        try:
+            yield uri
+        finally:
+            await client.close()
+    finally:
+        if embedded is not None:
+            await anyio.to_thread.run_sync(embedded.stop)
+
+
+@dataclass
+class Instance:
+    rt: Runtime
+    api: ControlApi
+    scheduler: Scheduler
+    simulator: RetellSimulator | None
+
+
+async def release_leases(instance_id: str) -> int:
+    """On shutdown: expire our leases so the next start (of any instance) adopts the jobs at once."""
+    result = await Job.get_pymongo_collection().update_many(
+        {"state": JobState.IN_FLIGHT.value, "lease.owner": instance_id}, {"$set": {"lease.until_ms": 0}})
+    return result.modified_count
+
+
+async def run_instance(config: Config, *, until_done: bool = False,
+                       on_ready: Callable[[Instance], None] | None = None,
+                       stop: anyio.Event | None = None,
+                       prepare: Callable[[Clock], Awaitable[None]] | None = None,
+                       handle_signals: bool = True,
+                       on_stopped: Callable[[], Awaitable[None]] | None = None,
+                       clock: Clock | None = None,
+                       simulator: RetellSimulator | None = None) -> None:
+    """Run until ``stop`` is set, SIGTERM/SIGINT arrives, or (``until_done``) no work is left.
+    ``prepare`` runs once the database is up, before any actor starts (e.g. loading batches).
+    A caller-owned, already started ``simulator`` (tests) is used as the provider and shares ``clock``."""
+    clock = clock or make_clock(config)
+    instance_id = config.runtime.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+    stop = stop or anyio.Event()
+    async with database(config):
+        if prepare is not None:
+            await prepare(clock)
+        owned = simulator is None
+        api_key = simulator.api_key if simulator is not None else config.retell_api_key
+        base_url = simulator.base_url if simulator is not None else config.retell.base_url
+        if not base_url:
+            api_key = api_key or "sim-key"
+            simulator = RetellSimulator(api_key=api_key, clock=clock, seed=config.simulator.seed,
+                                        concurrency_limit=config.simulator.concurrency,
+                                        rates=OutcomeRates(weights=config.simulator.rates) if config.simulator.rates
+                                        else None)
+            base_url = await simulator.start()
+        elif not api_key:
+            raise RuntimeError("retell.base_url is set but RETELL_API_KEY is not in the environment")
+        try:
+            async with RetellClient(base_url, api_key, timeout_s=config.retell.timeout_s) as retell:
+                await _serve(config, clock, retell, instance_id, simulator, api_key, until_done, on_ready, stop,
+                             handle_signals)
+        finally:
+            if simulator is not None and owned:
+                with anyio.CancelScope(shield=True):
+                    await simulator.stop()
+        if on_stopped is not None:
+            await on_stopped()
+
+
+async def _serve(config: Config, clock: Clock, retell: RetellClient, instance_id: str,
+                 simulator: RetellSimulator | None, api_key: str, until_done: bool,
+                 on_ready: Callable[[Instance], None] | None, stop: anyio.Event,
+                 handle_signals: bool) -> None:
+    r = config.runtime
+    limits = RuntimeLimits(concurrency=r.concurrency, poll_interval_s=r.poll_interval_s,
+                           scheduler_interval_s=r.scheduler_interval_s, lease_ttl_s=r.lease_ttl_s,
+                           skip_idle=r.skip_idle and r.clock == "simulated",
+                           cents_per_minute=config.retell.cents_per_minute)
+    rt = Runtime(clock=clock, retell=retell, instance_id=instance_id, agent_id=config.retell.agent_id,
+                 from_number=config.retell.from_number, limits=limits, done=anyio.Event(),
+                 log=log.bind(instance=instance_id))
+    async with Supervisor("calls", logger=rt.log) as calls, Supervisor("root", logger=rt.log) as root:
+        scheduler = Scheduler(rt, calls, until_done=until_done)
+        api = ControlApi(token=control_token(config.data_dir), scheduler_ref=scheduler.ref,
+                         webhooks=WebhookReceiver(rt, api_key), instance_id=instance_id, clock=clock,
+                         extra_routes=_upload_routes(clock, config.data_dir / "reports"))
+        started = anyio.Event()
+        root.start_child("control-api", lambda: api.serve(config.control.host, config.control.port,
+                                                          started=started))
+        await started.wait()
+        if simulator is not None:
+            simulator.webhook_url = f"http://127.0.0.1:{api.port}/webhooks/retell"
+        watchdog = systemd.watchdog_interval_s()
+        heartbeat = Heartbeat(rt, lambda: list(scheduler.in_flight),
+                              on_beat=(lambda: systemd.notify("WATCHDOG=1")) if watchdog else None)
+        root.start_child("heartbeat", heartbeat.run)
+        root.start_child("scheduler", scheduler.run, policy=RestartPolicy.TRANSIENT)
+        systemd.notify("READY=1")
+        rt.log.info("runtime_started", control_port=api.port, concurrency=limits.concurrency)
+        if on_ready is not None:
+            on_ready(Instance(rt=rt, api=api, scheduler=scheduler, simulator=simulator))
+        async with anyio.create_task_group() as tg:
+            if handle_signals:
+                tg.start_soon(_wait_signal, stop)
+            tg.start_soon(_wait_event, rt.done, stop)
+            await stop.wait()
+            tg.cancel_scope.cancel()
+        systemd.notify("STOPPING=1")
+        rt.log.info("runtime_stopping")
+        with anyio.CancelScope(shield=True):
+            await root.shutdown(SHUTDOWN_GRACE_S)  # no new calls from here on
+            await calls.shutdown(SHUTDOWN_GRACE_S)
+            released = await release_leases(instance_id)
+            rt.log.info("runtime_stopped", leases_released=released)
+
+
+def _upload_routes(clock: Clock, report_dir: Path) -> list:
+    try:
+        from speechai.loader.upload import upload_routes
+    except ImportError:  # TODO(loader): remove once the upload endpoint lands
+        return []
+    return upload_routes(clock=clock, report_dir=report_dir)
+
+
+async def _wait_signal(stop: anyio.Event) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            stop.set()
+            return
+
+
+async def _wait_event(event: anyio.Event | None, stop: anyio.Event) -> None:
+    if event is not None:
+        await event.wait()
+        stop.set()

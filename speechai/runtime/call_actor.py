@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 
 from actors.mailbox import Mailbox
+from speechai.domain.credits import settle
 from speechai.domain.decision import NextStep, decide_next
 from speechai.domain.outcomes import Classification, OutcomeClass, callback_requested_at, classify_call
 from speechai.domain.phones import next_usable_phone
@@ -23,8 +24,8 @@ from speechai.domain.windows import is_dialable, next_dialable
 from speechai.retell import errors as rerr
 from speechai.runtime.context import Runtime
 from speechai.runtime.faults import crash_point
-from speechai.runtime.gate import gate_person
-from speechai.store import slots
+from speechai.runtime.gate import Admission, Refusal, add_do_not_call, admit, gate_person
+from speechai.store import accounts, slots
 from speechai.store.jobs import LostOwnership, checkpoint, save_call_payload, transition
 from speechai.store.models import (
     Account,
@@ -34,6 +35,7 @@ from speechai.store.models import (
     CallRecord,
     Job,
     JobState,
+    Plan,
 )
 
 FINAL_CALL_STATUSES = {"ended", "not_connected", "error"}
@@ -86,9 +88,10 @@ class CallActor:
         settings = batch.call_settings.effective()
         attempt = job.current_attempt
         if not _is_open(attempt):
-            if not await self._gate(batch, settings):
+            admission = await self._gate(batch, settings)
+            if admission is None:
                 return
-            attempt = await self._open_attempt()
+            attempt = await self._open_attempt(admission)
         assert attempt is not None
         self.log = self.log.bind(attempt_id=attempt.attempt_id)
         if attempt.call_id is None:
@@ -100,20 +103,21 @@ class CallActor:
 
     # --- gate -------------------------------------------------------------------------------------
 
-    async def _gate(self, batch: Batch, settings: CallSettings) -> bool:
-        """Re-check, right before dialing, everything the scheduler checked when it picked the job."""
+    async def _gate(self, batch: Batch, settings: CallSettings) -> Admission | None:
+        """Re-check, right before dialing, everything the scheduler checked when it picked the job,
+        then take the daily counters and the credit for this dial. None: not dialing (recorded)."""
         job, now = self._job, self.rt.clock.now()
         if batch.status != BatchStatus.ACTIVE:
             await self._release(JobState.PENDING, f"batch is {batch.status.value}", now)
-            return False
+            return None
         if not is_dialable(settings, now):
             at = next_dialable(settings, now)
             await self._release(JobState.RETRY, f"outside allowed hours; next window {at.isoformat()}", at)
-            return False
+            return None
         account = await Account.get(job.account_id)
         if account is not None and account.suspended_reason:
             await self._release(JobState.SUSPENDED, f"account suspended: {account.suspended_reason}", None)
-            return False
+            return None
         verdict = await gate_person(job, settings, now)
         if not verdict.allowed:
             if verdict.exclude:
@@ -121,21 +125,31 @@ class CallActor:
             else:
                 at = next_dialable(settings, verdict.retry_at or now)
                 await self._release(JobState.RETRY, f"{verdict.reason}; next try {at.isoformat()}", at)
-            return False
+            return None
         if next_usable_phone(job.phones, job.phone_index - 1) is None:
             await self._release(JobState.FAILED, "no usable phone left", None)
-            return False
-        return True
+            return None
+        admitted = await admit(job, settings, account, now, cents_per_minute=self.rt.limits.cents_per_minute)
+        if isinstance(admitted, Refusal):
+            if admitted.suspend_account:
+                await self._suspend_account(admitted.suspend_account)
+            at = next_dialable(settings, admitted.retry_at) if admitted.retry_at else None
+            await self._release(admitted.state, admitted.reason, at)
+            return None
+        return admitted
 
     # --- attempt ----------------------------------------------------------------------------------
 
-    async def _open_attempt(self) -> Attempt:
-        """Write-ahead: the attempt exists in the database before the provider hears of it."""
+    async def _open_attempt(self, admission: Admission) -> Attempt:
+        """Write-ahead: the attempt exists in the database before the provider hears of it.
+        The credit was reserved just before: a crash in between holds money, never overspends."""
         job, now = self._job, self.rt.clock.now()
         index = next_usable_phone(job.phones, job.phone_index - 1)
         assert index is not None
         job.phone_index = index
-        attempt = Attempt(attempt_id=uuid.uuid4().hex, phone=job.phones[index].number, created_at=now)
+        attempt = Attempt(attempt_id=uuid.uuid4().hex, phone=job.phones[index].number, created_at=now,
+                          reserved_cents=admission.reserved_cents, reserved_ms=admission.reserved_ms,
+                          settled=False, daily_keys=list(admission.daily_keys))
         job.attempts.append(attempt)
         transition(job, JobState.IN_FLIGHT, f"dialing {attempt.phone}", now)
         await self._save()
@@ -206,16 +220,18 @@ class CallActor:
         now = self.rt.clock.now()
         attempt.placed, attempt.counted, attempt.outcome = False, False, (outcome or "not_placed")
         attempt.error = attempt.error or reason
+        was_settled, attempt.settled = attempt.settled, True
         if outcome == OutcomeClass.ACCOUNT:
             await self._release(JobState.SUSPENDED, reason, None)
-            return None
-        if outcome is None:
+        elif outcome is None:
             await self._release(JobState.PENDING, reason, now)
-            return None
-        delay = settings.retry_delay_min.capacity if outcome == OutcomeClass.CAPACITY \
-            else settings.retry_delay_min.provider_error
-        at = next_dialable(settings, now + timedelta(minutes=delay))
-        await self._release(JobState.RETRY, f"{reason}; next try {at.isoformat()}", at)
+        else:
+            delay = settings.retry_delay_min.capacity if outcome == OutcomeClass.CAPACITY \
+                else settings.retry_delay_min.provider_error
+            at = next_dialable(settings, now + timedelta(minutes=delay))
+            await self._release(JobState.RETRY, f"{reason}; next try {at.isoformat()}", at)
+        if not was_settled:
+            await self._give_back(attempt)
         return None
 
     async def _bad_number(self, attempt: Attempt, settings: CallSettings, reason: str) -> None:
@@ -223,7 +239,10 @@ class CallActor:
         cls = Classification(outcome=OutcomeClass.BAD_NUMBER, success=False, counts=False, answered=False,
                              reason="http_400")
         attempt.outcome, attempt.error = cls.outcome.value, reason
+        was_settled, attempt.settled = attempt.settled, True
         await self._apply(self._decide(cls, settings, None), attempt)
+        if not was_settled:
+            await self._give_back(attempt)
         return None
 
     # --- tracking ---------------------------------------------------------------------------------
@@ -298,14 +317,25 @@ class CallActor:
             account_id=job.account_id, call_status=attempt.call_status, payload=call,
             updated_at=self.rt.clock.now(),
         ))
-        if attempt.cost_cents:
-            await Account.get_pymongo_collection().update_one(
-                {"_id": job.account_id}, {"$inc": {"spent_cents": round(attempt.cost_cents)}})
         crash_point("result_written")
+        if cls.do_not_call:
+            await add_do_not_call(job, f"asked on call {attempt.call_id}", self.rt.clock.now())
         step = self._decide(cls, settings, callback_requested_at(call, local_tz=settings.tz))
         self.log.info("call_finished", call_id=attempt.call_id, outcome=cls.outcome.value, success=cls.success,
                       reason=cls.reason, action=step.action)
+        was_settled, attempt.settled = attempt.settled, True
         await self._apply(step, attempt)
+        if not was_settled:
+            # After the checkpoint that marks it settled: a crash in between keeps the reservation held
+            # (never a double refund).
+            account = await Account.get(job.account_id)
+            plan = account.plan if account is not None else Plan.UNLIMITED
+            delta_cents, delta_ms = settle(plan.value, reserved_cents=attempt.reserved_cents,
+                                           reserved_ms=attempt.reserved_ms, cost_cents=attempt.cost_cents or 0.0,
+                                           duration_ms=attempt.duration_ms or 0)
+            await accounts.settle(job.account_id, reserved_cents=attempt.reserved_cents,
+                                  reserved_ms=attempt.reserved_ms, delta_cents=delta_cents, delta_ms=delta_ms,
+                                  cost_cents=attempt.cost_cents or 0.0)
 
     def _decide(self, cls: Classification, settings: CallSettings, callback_at: datetime | None) -> NextStep:
         job = self._job
@@ -354,6 +384,15 @@ class CallActor:
         await checkpoint(job)
         await slots.release(str(job.id))
         self.log.info("job_released", state=state.value, reason=reason)
+
+    async def _give_back(self, attempt: Attempt) -> None:
+        """A dial that never happened returns its reservation and daily counters. Called after the
+        checkpoint that marks the attempt settled, so a crash in between never refunds twice."""
+        await accounts.settle(self._job.account_id, reserved_cents=attempt.reserved_cents,
+                              reserved_ms=attempt.reserved_ms, delta_cents=attempt.reserved_cents,
+                              delta_ms=attempt.reserved_ms, cost_cents=0.0)
+        for key in attempt.daily_keys:
+            await accounts.give_back_daily(key)
 
     async def _suspend_account(self, reason: str) -> None:
         await Account.get_pymongo_collection().update_one(

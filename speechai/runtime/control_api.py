@@ -16,11 +16,13 @@ from aiohttp import web
 from bson import ObjectId
 from bson.errors import InvalidId
 from pydantic import ValidationError
+from pymongo.errors import DuplicateKeyError
 
 from speechai.domain.settings import CallSettings
 from speechai.runtime.scheduler import Wake
 from speechai.runtime.webhooks import WebhookReceiver
-from speechai.store.models import Batch, BatchStatus, Job, JobState
+from speechai.store.accounts import top_up
+from speechai.store.models import Account, Batch, BatchStatus, DoNotCall, Job, JobState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = {"/health", "/webhooks/retell"}
@@ -68,6 +70,10 @@ class ControlApi:
             web.post("/batches/{batch_id}/resume", self.resume),
             web.put("/batches/{batch_id}/settings", self.put_settings),
             web.get("/jobs/{job_id}", self.get_job),
+            web.get("/accounts/{account_id}", self.get_account),
+            web.post("/accounts/{account_id}/topup", self.top_up),
+            web.get("/accounts/{account_id}/do-not-call", self.list_dnc),
+            web.post("/accounts/{account_id}/do-not-call", self.add_dnc),
             web.post("/webhooks/retell", self.webhook),
             *extra_routes,
         ])
@@ -155,6 +161,58 @@ class ControlApi:
         if job is None:
             return _error(404, f"no job {request.match_info['job_id']!r}")
         return web.json_response(json.loads(job.model_dump_json()))
+
+    async def _account(self, request: web.Request) -> Account:
+        account = await Account.get(request.match_info["account_id"])
+        if account is None:
+            raise web.HTTPNotFound(text=json.dumps({"error": f"no account {request.match_info['account_id']!r}"}),
+                                   content_type="application/json")
+        return account
+
+    async def _json_object(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError as exc:
+            raise web.HTTPBadRequest(text=json.dumps({"error": f"body is not JSON: {exc}"}),
+                                     content_type="application/json") from None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text=json.dumps({"error": "body must be a JSON object"}),
+                                     content_type="application/json")
+        return body
+
+    async def get_account(self, request: web.Request) -> web.Response:
+        account = await self._account(request)
+        return web.json_response(account.model_dump(mode="json"))
+
+    async def top_up(self, request: web.Request) -> web.Response:
+        account = await self._account(request)
+        body = await self._json_object(request)
+        cents, minutes = body.get("cents", 0), body.get("minutes", 0)
+        for name, value in (("cents", cents), ("minutes", minutes)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                return _error(422, f"{name} must be a whole number >= 0, got {value!r}")
+        await top_up(account.id, cents=cents, ms=minutes * 60_000)
+        self._wake(f"account {account.id} topped up")
+        return web.json_response((await self._account(request)).model_dump(mode="json"))
+
+    async def list_dnc(self, request: web.Request) -> web.Response:
+        account = await self._account(request)
+        entries = await DoNotCall.find({"account_id": account.id}).to_list()
+        return web.json_response([{"key": e.key, "reason": e.reason, "added_at": e.added_at.isoformat()}
+                                  for e in entries])
+
+    async def add_dnc(self, request: web.Request) -> web.Response:
+        account = await self._account(request)
+        body = await self._json_object(request)
+        key = body.get("key")
+        if not isinstance(key, str) or not key.strip():
+            return _error(422, f"key must be a national id or an E.164 phone, got {key!r}")
+        try:
+            await DoNotCall(account_id=account.id, key=key.strip(), reason=str(body.get("reason", "")),
+                            added_at=self.clock.now()).insert()
+        except DuplicateKeyError:
+            return web.json_response({"key": key.strip(), "status": "already listed"})
+        return web.json_response({"key": key.strip(), "status": "added"}, status=201)
 
     async def webhook(self, request: web.Request) -> web.Response:
         status, body = await self.webhooks.receive(await request.read(),

@@ -26,7 +26,7 @@ from speechai.runtime.call_actor import CallActor
 from speechai.runtime.context import Runtime
 from speechai.store import slots
 from speechai.store.jobs import claim_due, claim_expired
-from speechai.store.models import DUE_STATES, Account, Batch, BatchStatus, Job, JobState
+from speechai.store.models import CLAIMABLE_STATES, DUE_STATES, Account, Batch, BatchStatus, Job, JobState
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class Scheduler:
 
     async def _next_due(self, batch: Batch, settings: CallSettings, now: datetime) -> datetime | None:
         first = await Job.find(
-            {"batch_id": batch.id, "state": {"$in": [s.value for s in DUE_STATES]}}
+            {"batch_id": batch.id, "state": {"$in": [s.value for s in CLAIMABLE_STATES]}}
         ).sort("next_try_at").limit(1).to_list()
         if not first:
             return None

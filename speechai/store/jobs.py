@@ -18,7 +18,7 @@ import structlog
 from pymongo import ReturnDocument
 from pymongo.errors import ConnectionFailure
 
-from speechai.store.models import DUE_STATES, CallRecord, Job, JobState, Lease, Transition
+from speechai.store.models import CLAIMABLE_STATES, CallRecord, Job, JobState, Lease, Transition
 
 log = structlog.get_logger("speechai")
 
@@ -70,7 +70,8 @@ def transition(job: Job, to_state: JobState, reason: str, at: datetime) -> None:
 async def claim_due(batch_id: str, owner: str, lease_until_ms: int, now: datetime) -> Job | None:
     """Atomically take one due job of a batch (oldest ``next_try_at`` first) and lease it."""
     raw = await Job.get_pymongo_collection().find_one_and_update(
-        {"batch_id": batch_id, "state": {"$in": [s.value for s in DUE_STATES]}, "next_try_at": {"$lte": now}},
+        {"batch_id": batch_id, "state": {"$in": [s.value for s in CLAIMABLE_STATES]},
+         "next_try_at": {"$lte": now}},
         {"$set": {"state": JobState.IN_FLIGHT.value, "lease": {"owner": owner, "until_ms": lease_until_ms}},
          "$inc": {"version": 1}},
         sort=[("next_try_at", 1)],

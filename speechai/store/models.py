@@ -29,6 +29,8 @@ class JobState(StrEnum):
 
 
 DUE_STATES = (JobState.PENDING, JobState.RETRY)
+# Suspended jobs are claimable too: the scheduler skips suspended accounts, so they resume on top-up.
+CLAIMABLE_STATES = (*DUE_STATES, JobState.SUSPENDED)
 FINAL_STATES = (JobState.DONE, JobState.FAILED, JobState.EXCLUDED, JobState.CANCELLED)
 
 
@@ -116,6 +118,11 @@ class Attempt(BaseModel):
     recording_url: str | None = None
     public_log_url: str | None = None
     error: str | None = None
+    # credit held for this attempt until it is settled with the real cost (or released)
+    reserved_cents: int = 0
+    reserved_ms: int = 0
+    settled: bool = True
+    daily_keys: list[str] = Field(default_factory=list)  # daily counters this attempt consumed
 
 
 class Lease(BaseModel):
@@ -219,6 +226,16 @@ class WebhookEvent(Document):
         indexes = [IndexModel([("key", pymongo.ASCENDING)], unique=True)]
 
 
+class DailyCounter(Document):
+    """Dials (or people) counted against a daily limit; ``id`` is "<scope>:<local date>"."""
+
+    id: str  # type: ignore[assignment]
+    count: int = 0
+
+    class Settings:
+        name = "daily_counters"
+
+
 class Slot(Document):
     """One concurrency slot of a scope (see ``store.slots``); ``until_ms`` in the past means free."""
 
@@ -235,4 +252,5 @@ class Slot(Document):
                    IndexModel([("holder", pymongo.ASCENDING)])]
 
 
-DOCUMENT_MODELS: list[type[Document]] = [Account, Batch, Job, CallRecord, DoNotCall, WebhookEvent, Slot]
+DOCUMENT_MODELS: list[type[Document]] = [Account, Batch, Job, CallRecord, DoNotCall, WebhookEvent, Slot,
+                                              DailyCounter]

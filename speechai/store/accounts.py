@@ -1,0 +1,50 @@
+"""Account money and daily limits: every change is one guarded ``$inc``, so instances never overspend."""
+
+from __future__ import annotations
+
+from pymongo.errors import DuplicateKeyError
+
+from speechai.store.models import Account, DailyCounter, Plan
+
+
+async def reserve(account_id: str, plan: Plan, cents: int, ms: int) -> bool:
+    """Move the worst-case cost from the balance to the reservation; False when the balance is short."""
+    if plan == Plan.UNLIMITED or (cents == 0 and ms == 0):
+        return True
+    field, amount, held = (("balance_cents", cents, "reserved_cents") if plan == Plan.CREDITS
+                           else ("minutes_balance_ms", ms, "reserved_ms"))
+    result = await Account.get_pymongo_collection().update_one(
+        {"_id": account_id, field: {"$gte": amount}}, {"$inc": {field: -amount, held: amount}})
+    return result.modified_count == 1
+
+
+async def settle(account_id: str, *, reserved_cents: int, reserved_ms: int, delta_cents: int, delta_ms: int,
+                 cost_cents: float) -> None:
+    """Release the reservation, refund what the call did not use, and add the real cost to spending."""
+    await Account.get_pymongo_collection().update_one(
+        {"_id": account_id},
+        {"$inc": {"reserved_cents": -reserved_cents, "reserved_ms": -reserved_ms, "balance_cents": delta_cents,
+                  "minutes_balance_ms": delta_ms, "spent_cents": round(cost_cents)}})
+
+
+async def top_up(account_id: str, *, cents: int = 0, ms: int = 0) -> bool:
+    """Add credit and lift an out-of-credit suspension; the scheduler resumes the suspended jobs."""
+    result = await Account.get_pymongo_collection().update_one(
+        {"_id": account_id},
+        {"$inc": {"balance_cents": cents, "minutes_balance_ms": ms}, "$set": {"suspended_reason": None}})
+    return result.matched_count == 1
+
+
+async def take_daily(key: str, limit: int) -> bool:
+    """Count one against ``key`` (e.g. "account:acme:2026-03-02") if it is still under ``limit``."""
+    try:
+        await DailyCounter(id=key, count=0).insert()
+    except DuplicateKeyError:
+        pass
+    result = await DailyCounter.get_pymongo_collection().update_one(
+        {"_id": key, "count": {"$lt": limit}}, {"$inc": {"count": 1}})
+    return result.modified_count == 1
+
+
+async def give_back_daily(key: str) -> None:
+    await DailyCounter.get_pymongo_collection().update_one({"_id": key, "count": {"$gt": 0}}, {"$inc": {"count": -1}})

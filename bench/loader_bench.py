@@ -1,0 +1,115 @@
+"""Loader benchmark: a generated wide collection export (45 columns, ~100,000 instalment rows).
+
+Measures, each in its own process so peak memory (max RSS) is not shared:
+  parse   the loader's streaming read + validation + grouping, no database;
+  load    the full ``load_batch`` into the embedded nx-27017 server (a separate process, not counted);
+  pandas  ``pandas.read_excel`` of the same file (reading only: no validation, no grouping).
+
+    /tmp/venv/bin/python bench/loader_bench.py [--rows 100000] [--dir /tmp/loader-bench]
+
+Needs the ``bench`` extra (pandas) for the comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def generate(path: Path, rows: int) -> int:
+    from speechai.loader.synthetic import WIDE_HEADERS, wide_collection_rows, write_xlsx
+
+    people = rows // 2  # 1-3 instalments each, 2 on average
+    count = 0
+
+    def counted():
+        nonlocal count
+        for row in wide_collection_rows(people):
+            count += 1
+            yield row
+
+    write_xlsx(path, WIDE_HEADERS, counted())
+    return count
+
+
+def measure(kind: str, path: Path) -> dict[str, object]:
+    from speechai.loader.spec import BatchSource
+
+    base = _rss_mib()
+    source = BatchSource(file=path, account="bench", batch_id="bench-1")
+    t0 = time.perf_counter()
+    out: dict[str, object] = {}
+    if kind == "parse":
+        from speechai.loader.service import parse_file
+
+        result = parse_file(source)
+        out = {"rows": result.rows, "people": len(result.people), "rejected": len(result.errors)}
+    elif kind == "pandas":
+        import pandas as pd
+
+        frame = pd.read_excel(path, engine="openpyxl")
+        out = {"rows": len(frame)}
+    elif kind == "load":
+        import anyio
+
+        from speechai.loader.service import load_batch
+        from speechai.store.db import connect
+        from speechai.store.embedded import EmbeddedMongo
+
+        with tempfile.TemporaryDirectory() as tmp, EmbeddedMongo(Path(tmp)) as server:
+            async def run() -> dict[str, object]:
+                client = await connect(server.uri, "bench")
+                t = time.perf_counter()
+                summary = await load_batch(source, now=datetime(2026, 3, 2, 12, tzinfo=UTC),
+                                           report_dir=Path(tmp) / "reports")
+                await client.close()
+                return {"rows": summary.rows, "people": summary.people, "jobs": summary.jobs_created,
+                        "load_s": time.perf_counter() - t}
+
+            out = anyio.run(run)
+            t0 = time.perf_counter() - float(out.pop("load_s"))  # exclude the server's start-up
+    seconds = time.perf_counter() - t0
+    out.update(kind=kind, seconds=round(seconds, 2), rows_per_s=round(int(out["rows"]) / seconds),
+               peak_rss_mib=round(_rss_mib(), 1), baseline_rss_mib=round(base, 1))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "loader-bench")
+    ap.add_argument("--measure", choices=["parse", "load", "pandas"])
+    ap.add_argument("--file", type=Path)
+    args = ap.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.file)))
+        return
+    args.dir.mkdir(parents=True, exist_ok=True)
+    path = args.dir / f"wide-{args.rows}.xlsx"
+    if not path.exists():
+        t = time.perf_counter()
+        n = generate(path, args.rows)
+        print(f"generated {path} ({n} rows, {path.stat().st_size / 2**20:.1f} MiB) "
+              f"in {time.perf_counter() - t:.1f}s", flush=True)
+    for kind in ("parse", "pandas", "load"):
+        proc = subprocess.run([sys.executable, __file__, "--measure", kind, "--file", str(path)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode:
+            print(f"{kind}: failed\n{proc.stderr[-2000:]}", flush=True)
+            continue
+        print(proc.stdout.strip(), flush=True)
+
+
+if __name__ == "__main__":
+    main()

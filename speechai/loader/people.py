@@ -1,0 +1,254 @@
+"""Rows to people: validate each row, group rows per person, and compute what the agent is told.
+
+Pure: takes rows already read and returns people and errors. Memory grows with the number of people
+(one small aggregate each), not with the number of rows or columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from speechai.loader.columns import ColumnMap
+from speechai.loader.errors import Reason, RowError
+from speechai.loader.normalize import (
+    ParsedPhone,
+    cell_text,
+    clean_name,
+    format_amount,
+    is_blank,
+    parse_amount,
+    parse_date,
+    parse_int,
+    parse_phone,
+    parse_rut,
+    phone_values,
+)
+
+PROGRESS_EVERY = 1000
+_MEMO_MAX = 4096
+
+
+class _Memo:
+    """Bounded memo for pure cell parsers: a person's instalment rows repeat the same RUT and phones."""
+
+    def __init__(self) -> None:
+        self._data: dict[tuple[object, ...], object] = {}
+
+    def get(self, key: tuple[object, ...], fn: Callable[[], object]) -> object:
+        try:
+            hit = self._data[key]
+        except KeyError:
+            try:
+                hit = fn()
+            except ValueError as exc:
+                hit = exc
+            if len(self._data) >= _MEMO_MAX:
+                self._data.clear()
+            self._data[key] = hit
+        if isinstance(hit, ValueError):
+            raise hit
+        return hit
+
+
+@dataclass
+class Person:
+    key: str  # normalised RUT, else E.164 phone
+    name: str
+    national_id: str | None
+    first_row: int
+    rows: list[int] = field(default_factory=list)
+    phones: dict[str, str] = field(default_factory=dict)  # E.164 -> kind, in order of appearance
+    instalments: int = 0
+    total: Decimal = Decimal(0)
+    first_due: date | None = None
+    last_due: date | None = None
+    days_late: int | None = None
+    info: dict[str, str] = field(default_factory=dict)  # first non-empty value per variable
+    rejected: bool = False
+
+    def ordered_phones(self) -> list[ParsedPhone]:
+        """Mobiles first, then landlines; within a kind, the order they appeared in the file."""
+        items = [ParsedPhone(n, k) for n, k in self.phones.items()]
+        return sorted(items, key=lambda p: p.kind != "mobile")
+
+    def variables(self, fmt: str) -> dict[str, str]:
+        out = {"name": self.name}
+        if self.national_id:
+            out["rut"] = self.national_id
+        if fmt == "collection":
+            out["total_debt"] = format_amount(self.total)
+            out["instalments"] = str(self.instalments)
+            if self.first_due:
+                out["first_due_date"] = self.first_due.isoformat()
+            if self.last_due:
+                out["last_due_date"] = self.last_due.isoformat()
+            if self.days_late is not None:
+                out["days_late"] = str(self.days_late)
+        for k, v in self.info.items():
+            out.setdefault(k, v)
+        return out
+
+
+@dataclass
+class ParseResult:
+    columns: ColumnMap
+    rows: int = 0
+    people: dict[str, Person] = field(default_factory=dict)
+    errors: list[RowError] = field(default_factory=list)
+    warnings: list[RowError] = field(default_factory=list)
+
+    def reject_tainted_people(self) -> None:
+        """Drop people with a rejected row; their other rows are reported so nothing vanishes silently."""
+        rejected_rows = {e.row for e in self.errors}
+        for key in [k for k, p in self.people.items() if p.rejected]:
+            person = self.people.pop(key)
+            for row in person.rows:
+                if row not in rejected_rows:
+                    self.errors.append(RowError(row, "", person.key, Reason.PERSON_REJECTED,
+                                                "another row of this person was rejected"))
+        self.errors.sort(key=lambda e: e.row)
+
+
+def parse_rows(rows: Iterable[tuple[int, tuple[object, ...]]], columns: ColumnMap, region: str,
+               progress: Callable[[int], None] | None = None) -> ParseResult:
+    result = ParseResult(columns)
+    memo = _Memo()
+    for row_no, values in rows:
+        if all(is_blank(v) for v in values):
+            continue
+        result.rows += 1
+        _parse_row(result, row_no, values, region, memo)
+        if progress is not None and result.rows % PROGRESS_EVERY == 0:
+            progress(result.rows)
+    if progress is not None:
+        progress(result.rows)
+    _check_people_phones(result)
+    return result
+
+
+def _cell(values: tuple[object, ...], index: int | None) -> object:
+    return values[index] if index is not None and index < len(values) else None
+
+
+def _parse_row(result: ParseResult, row_no: int, values: tuple[object, ...], region: str,
+               memo: _Memo) -> None:
+    cols = result.columns
+    fields = cols.fields
+    errors: list[RowError] = []
+
+    def fail(fname: str, reason: Reason, exc: Exception) -> None:
+        idx = fields.get(fname)
+        errors.append(RowError(row_no, cols.header(idx) if idx is not None else fname,
+                               cell_text(_cell(values, idx)), reason, str(exc)))
+
+    rut: str | None = None
+    rut_cell = _cell(values, fields.get("rut"))
+    if cols.format == "collection" or not is_blank(rut_cell):
+        try:
+            rut = memo.get(("rut", type(rut_cell), rut_cell), lambda: parse_rut(rut_cell))  # type: ignore[assignment]
+        except ValueError as exc:
+            fail("rut", Reason.INVALID_RUT, exc)
+    try:
+        name = clean_name(_cell(values, fields.get("name")))
+    except ValueError as exc:
+        name = ""
+        fail("name", Reason.MISSING_NAME, exc)
+    amount = due = None
+    if cols.format == "collection":
+        try:
+            amount = parse_amount(_cell(values, fields.get("amount")))
+        except ValueError as exc:
+            fail("amount", Reason.BAD_AMOUNT, exc)
+        due_cell = _cell(values, fields.get("due_date"))
+        if not is_blank(due_cell):
+            try:
+                due = parse_date(due_cell)
+            except ValueError as exc:
+                fail("due_date", Reason.BAD_DATE, exc)
+    phones: list[ParsedPhone] = []
+    for idx, hint in cols.phones:
+        for text in phone_values(_cell(values, idx)):
+            try:
+                phones.append(memo.get((text, hint), lambda t=text, h=hint: parse_phone(t, region, h)))  # type: ignore[arg-type]
+            except ValueError as exc:
+                result.warnings.append(
+                    RowError(row_no, cols.header(idx), text, Reason.INVALID_PHONE, str(exc)))
+    if cols.format != "collection" and not phones:
+        # Outside collection a row is a person: without a phone there is no one to call.
+        errors.append(_no_phone(result, row_no, values))
+    key = rut or (phones[0].number if phones else None)
+    if key is None:
+        result.errors.extend(errors)
+        return
+    person = result.people.get(key)
+    if person is None:
+        person = result.people[key] = Person(key=key, name=name, national_id=rut, first_row=row_no)
+    person.rows.append(row_no)
+    if errors:
+        result.errors.extend(errors)
+        person.rejected = True
+        return
+    if not person.name:
+        person.name = name
+    for p in phones:
+        person.phones.setdefault(p.number, p.kind)
+    if amount is not None:
+        person.instalments += 1
+        person.total += amount
+    if due is not None:
+        person.first_due = min(person.first_due or due, due)
+        person.last_due = max(person.last_due or due, due)
+    _collect_info(person, result, row_no, values)
+
+
+def _collect_info(person: Person, result: ParseResult, row_no: int, values: tuple[object, ...]) -> None:
+    cols = result.columns
+    late_cell = _cell(values, cols.fields.get("days_late"))
+    if not is_blank(late_cell):
+        try:
+            late = parse_int(late_cell)
+            person.days_late = late if person.days_late is None else max(person.days_late, late)
+        except ValueError as exc:
+            result.warnings.append(RowError(row_no, cols.header(cols.fields["days_late"]),
+                                            cell_text(late_cell), Reason.BAD_AMOUNT, str(exc)))
+    for fname in ("company", "email", "age", "city"):
+        if fname in cols.fields and fname not in person.info:
+            text = cell_text(_cell(values, cols.fields[fname]))
+            if text:
+                person.info[fname] = text
+    for idx, var in cols.variables:
+        if var not in person.info:
+            text = cell_text(_cell(values, idx))
+            if text:
+                person.info[var] = text
+
+
+def _no_phone(result: ParseResult, row_no: int, values: tuple[object, ...]) -> RowError:
+    cols = result.columns
+    headers = ", ".join(cols.header(i) for i, _ in cols.phones)
+    seen = " | ".join(cell_text(_cell(values, i)) for i, _ in cols.phones if not is_blank(_cell(values, i)))
+    return RowError(row_no, headers, seen, Reason.NO_VALID_PHONE,
+                    "no phone column holds a valid number" if seen else "no phone given")
+
+
+def _check_people_phones(result: ParseResult) -> None:
+    """Collection rows are instalments: a person needs a valid phone in at least one of their rows."""
+    if result.columns.format != "collection":
+        return
+    headers = ", ".join(result.columns.header(i) for i, _ in result.columns.phones)
+    bad_values: dict[int, list[str]] = {}
+    for w in result.warnings:
+        if w.reason is Reason.INVALID_PHONE:
+            bad_values.setdefault(w.row, []).append(w.value)
+    for person in result.people.values():
+        if person.phones or person.rejected:
+            continue
+        person.rejected = True
+        for row in person.rows:
+            seen = " | ".join(bad_values.get(row, []))
+            result.errors.append(RowError(row, headers, seen, Reason.NO_VALID_PHONE,
+                                          "no valid phone in any row of this person"))
+    result.errors.sort(key=lambda e: e.row)

@@ -1,0 +1,51 @@
+"""What to load: one ``[[batches]]`` entry of ``config.toml`` (or one upload)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from speechai.domain.settings import CallSettings
+
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class BatchSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file: Path
+    account: str
+    batch_id: str
+    name: str = ""
+    format: Literal["auto", "collection", "marketing", "generic"] = "auto"
+    sheet: str | None = None
+    agent_id: str | None = None
+    from_number: str | None = None
+    call_settings: CallSettings = CallSettings()
+    columns: dict[str, str] = Field(default_factory=dict)  # header in file -> canonical field or variable
+    agent_variables: list[str] = Field(default_factory=list)  # extra columns passed to the agent
+    payment_deadline_days: int | None = Field(None, ge=0, le=365)  # "today + N days", batch timezone
+    accept_partial: bool = False
+    allow_duplicates_across_batches: bool = False
+    default_region: str = "CL"
+
+    @field_validator("account", "batch_id")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        # Both end up inside the jobs' dedup keys ('account:batch:person'), so no ':' or spaces.
+        if not _SLUG.match(v):
+            raise ValueError(f"{v!r} must be letters, digits, '_', '.', '-' (max 100), without spaces or ':'")
+        return v
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        v = v.upper()
+        if v not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown phone region {v!r} (use an ISO country code such as 'CL')")
+        return v
+

@@ -1,0 +1,112 @@
+"""``POST /batches/upload``: the same loader behind the control API (multipart file + call settings).
+
+Fields: ``file`` (.xlsx/.csv), ``account``, ``batch_id``, optional ``format``, ``name``, ``sheet``,
+``agent_id``, ``from_number``, ``call_settings`` (JSON), ``options`` (JSON: any other ``BatchSource``
+key such as ``accept_partial`` or ``columns``). Answers 200 with the load summary; 422 with the summary
+when rows were rejected; 400/413/422 with ``{"error": ...}`` for a request or file that cannot load.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+from pydantic import ValidationError
+
+from actors.clock import Clock
+from speechai.loader.errors import LoadError, MissingColumnsError, UnreadableFileError
+from speechai.loader.service import load_batch
+from speechai.loader.spec import BatchSource
+
+MAX_UPLOAD_BYTES = 100 * 2**20
+SUFFIXES = (".xlsx", ".csv")
+_TEXT_FIELDS = ("account", "batch_id", "format", "name", "sheet", "agent_id", "from_number")
+_JSON_FIELDS = ("call_settings", "options")
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
+async def _receive(request: web.Request, tmp: Path) -> tuple[dict[str, Any], Path | None] | web.Response:
+    fields: dict[str, Any] = {}
+    saved: Path | None = None
+    try:
+        reader = await request.multipart()
+    except (AssertionError, ValueError, KeyError):
+        return _error(400, "expected a multipart/form-data body with a 'file' part")
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue  # a nested multipart: not something this form sends
+        name = part.name or ""
+        if name == "file":
+            filename = Path(part.filename or "upload").name
+            suffix = Path(filename).suffix.lower()
+            if suffix not in SUFFIXES:
+                return _error(400, f"unsupported file type {suffix or '(none)'} for {filename!r}; "
+                                   "upload .xlsx or .csv")
+            saved = tmp / (re.sub(r"[^\w.-]", "_", Path(filename).stem) + suffix)
+            size = 0
+            with saved.open("wb") as f:
+                while chunk := await part.read_chunk(1 << 16):
+                    size += len(chunk)
+                    if size > MAX_UPLOAD_BYTES:
+                        return _error(413, f"file larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
+                    f.write(chunk)
+        elif name in _TEXT_FIELDS or name in _JSON_FIELDS:
+            text = (await part.text()).strip()
+            if name in _JSON_FIELDS:
+                try:
+                    value = json.loads(text) if text else {}
+                except json.JSONDecodeError as exc:
+                    return _error(400, f"field {name!r} is not valid JSON: {exc}")
+                if not isinstance(value, dict):
+                    return _error(400, f"field {name!r} must be a JSON object")
+                fields[name] = value
+            elif text:
+                fields[name] = text
+    return fields, saved
+
+
+def upload_routes(*, clock: Clock, report_dir: Path) -> list[web.RouteDef]:
+    async def upload(request: web.Request) -> web.Response:
+        with tempfile.TemporaryDirectory(prefix="speechai-upload-") as tmp_dir:
+            received = await _receive(request, Path(tmp_dir))
+            if isinstance(received, web.Response):
+                return received
+            fields, saved = received
+            if saved is None:
+                return _error(400, "missing the 'file' part (.xlsx or .csv)")
+            missing = [k for k in ("account", "batch_id") if k not in fields]
+            if missing:
+                return _error(400, f"missing field(s): {', '.join(missing)}")
+            options = fields.pop("options", {})
+            unknown = set(options) & {"file", *_TEXT_FIELDS, "call_settings"}
+            if unknown:
+                return _error(400, f"'options' cannot set {', '.join(sorted(unknown))}")
+            try:
+                source = BatchSource.model_validate({**options, **fields, "file": saved})
+            except ValidationError as exc:
+                return _error(422, f"invalid batch settings: {_validation_message(exc)}")
+            try:
+                summary = await load_batch(source, now=clock.now(), report_dir=report_dir)
+            except MissingColumnsError as exc:
+                return _error(422, str(exc), missing=exc.missing, found=exc.found)
+            except UnreadableFileError as exc:
+                return _error(400, str(exc))
+            except LoadError as exc:
+                return _error(422, str(exc))
+        body = summary.to_dict()
+        if not summary.ok:
+            body["error"] = f"{body['rejected_rows']} row(s) rejected; nothing was loaded"
+        return web.json_response(body, status=200 if summary.ok else 422)
+
+    return [web.post("/batches/upload", upload)]

@@ -16,7 +16,7 @@ from speechai.runtime.service import Instance, run_instance
 
 async def run_demo(config: Config) -> int:
     batch_ids = [b.batch_id for b in config.batches]
-    holder: dict[str, Instance] = {}
+    holder: dict[str, Instance | bool] = {}
     started = time.monotonic()
 
     async def prepare(clock: Clock) -> None:
@@ -27,19 +27,25 @@ async def run_demo(config: Config) -> int:
                   f"{len(summary.rejected)} rejected rows", flush=True)
 
     async def progress() -> None:
-        while True:
+        while "done" not in holder:
             await anyio.sleep(1.0)
-            if "i" in holder:
-                clock = holder["i"].rt.clock
+            if "i" in holder and "done" not in holder:
+                instance = holder["i"]
+                assert isinstance(instance, Instance)
+                clock = instance.rt.clock
                 s = await summarize(batch_ids)
                 line = progress_line(s, clock.now().astimezone(config.call_settings.tz).strftime("%a %d %b %H:%M"))
                 print("\r" + line.ljust(110), end="", file=sys.stdout, flush=True)
+
+    async def finish() -> None:
+        holder["done"] = True  # no more progress queries: the database closes after this
+        await print_summary(batch_ids, time.monotonic() - started)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(progress)
         await run_instance(config, until_done=True, prepare=prepare,
                            on_ready=lambda i: holder.__setitem__("i", i), handle_signals=True,
-                           on_stopped=lambda: print_summary(batch_ids, time.monotonic() - started))
+                           on_stopped=finish)
         tg.cancel_scope.cancel()
     return 0
 

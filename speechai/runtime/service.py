@@ -22,6 +22,8 @@ import structlog
 from actors.clock import Clock, RealClock, SimClock
 from actors.supervisor import RestartPolicy, Supervisor
 from speechai.config import Config
+from speechai.loader.service import clean_abandoned_loads
+from speechai.loader.upload import upload_routes
 from speechai.retell.client import RetellClient
 from speechai.retell.sim_outcomes import OutcomeRates
 from speechai.retell.simulator import RetellSimulator
@@ -33,7 +35,7 @@ from speechai.runtime.scheduler import Scheduler
 from speechai.runtime.webhooks import WebhookReceiver
 from speechai.store.db import connect
 from speechai.store.embedded import EmbeddedMongo
-from speechai.store.models import Job, JobState
+from speechai.store.models import Job, JobState, Slot
 
 log = structlog.get_logger("speechai")
 SHUTDOWN_GRACE_S = 10.0
@@ -73,6 +75,10 @@ async def database(config: Config) -> AsyncIterator[str]:
     try:
         client = await connect(uri, config.mongo.database)
         try:
+            if embedded is not None:
+                # The data-directory lock makes this the only instance: no load can be in progress.
+                if undone := await clean_abandoned_loads():
+                    log.warning("abandoned_loads_undone", batches=undone)
             yield uri
         finally:
             await client.close()
@@ -90,9 +96,12 @@ class Instance:
 
 
 async def release_leases(instance_id: str) -> int:
-    """On shutdown: expire our leases so the next start (of any instance) adopts the jobs at once."""
+    """On shutdown: expire our leases so the next start (of any instance) adopts the jobs at once.
+    Our concurrency slots are freed too, or the adopter would wait a lease TTL for a free one."""
     result = await Job.get_pymongo_collection().update_many(
         {"state": JobState.IN_FLIGHT.value, "lease.owner": instance_id}, {"$set": {"lease.until_ms": 0}})
+    await Slot.get_pymongo_collection().update_many(
+        {"owner": instance_id}, {"$set": {"holder": None, "owner": None, "until_ms": 0}})
     return result.modified_count
 
 
@@ -153,7 +162,7 @@ async def _serve(config: Config, clock: Clock, retell: RetellClient, instance_id
         scheduler = Scheduler(rt, calls, until_done=until_done)
         api = ControlApi(token=control_token(config.data_dir), scheduler_ref=scheduler.ref,
                          webhooks=WebhookReceiver(rt, api_key), instance_id=instance_id, clock=clock,
-                         extra_routes=_upload_routes(clock, config.data_dir / "reports"))
+                         extra_routes=upload_routes(clock=clock, report_dir=config.data_dir / "reports"))
         started = anyio.Event()
         root.start_child("control-api", lambda: api.serve(config.control.host, config.control.port,
                                                           started=started))
@@ -182,14 +191,6 @@ async def _serve(config: Config, clock: Clock, retell: RetellClient, instance_id
             await calls.shutdown(SHUTDOWN_GRACE_S)
             released = await release_leases(instance_id)
             rt.log.info("runtime_stopped", leases_released=released)
-
-
-def _upload_routes(clock: Clock, report_dir: Path) -> list:
-    try:
-        from speechai.loader.upload import upload_routes
-    except ImportError:  # TODO(loader): remove once the upload endpoint lands
-        return []
-    return upload_routes(clock=clock, report_dir=report_dir)
 
 
 async def _wait_signal(stop: anyio.Event) -> None:

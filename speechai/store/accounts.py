@@ -38,13 +38,13 @@ async def top_up(account_id: str, *, cents: int = 0, ms: int = 0) -> bool:
 async def take_daily(key: str, limit: int) -> bool:
     """Count one against ``key`` (e.g. "account:acme:2026-03-02") if it is still under ``limit``."""
     try:
-        await DailyCounter(id=key, count=0).insert()
+        await DailyCounter(id=key, n=0).insert()
     except DuplicateKeyError:
         pass
     result = await DailyCounter.get_pymongo_collection().update_one(
-        {"_id": key, "count": {"$lt": limit}}, {"$inc": {"count": 1}})
+        {"_id": key, "n": {"$lt": limit}}, {"$inc": {"n": 1}})
     return result.modified_count == 1
 
 
 async def give_back_daily(key: str) -> None:
-    await DailyCounter.get_pymongo_collection().update_one({"_id": key, "count": {"$gt": 0}}, {"$inc": {"count": -1}})
+    await DailyCounter.get_pymongo_collection().update_one({"_id": key, "n": {"$gt": 0}}, {"$inc": {"n": -1}})

@@ -230,7 +230,7 @@ class DailyCounter(Document):
     """Dials (or people) counted against a daily limit; ``id`` is "<scope>:<local date>"."""
 
     id: str  # type: ignore[assignment]
-    count: int = 0
+    n: int = 0
 
     class Settings:
         name = "daily_counters"

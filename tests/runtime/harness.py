@@ -64,7 +64,8 @@ def make_config(db: AsyncDatabase, mongo_uri: str, data_dir: Path, **runtime: An
 
 
 async def run_campaign(db: AsyncDatabase, config: Config, clock: SimClock, sim: RetellSimulator, *,
-                       timeout: float = 60.0, stop: anyio.Event | None = None,
+                       timeout: float = 60.0,  # noqa: ASYNC109 - a test's bound, in real seconds
+                       stop: anyio.Event | None = None,
                        on_ready: Any = None) -> None:
     """Run until no active batch has work left, then point Beanie back at the test database."""
     try:
@@ -75,4 +76,4 @@ async def run_campaign(db: AsyncDatabase, config: Config, clock: SimClock, sim: 
         await init_beanie(database=db, document_models=DOCUMENT_MODELS)
 
 
-__all__ = ["API_KEY", "Instance", "Person", "run_campaign", "script", "make_config", "seed_batch"]
+__all__ = ["API_KEY", "Instance", "Person", "make_config", "run_campaign", "script", "seed_batch"]

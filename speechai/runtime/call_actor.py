@@ -73,7 +73,8 @@ class CallActor:
         except LostOwnership as exc:
             self.log.warning("job_taken_over", error=str(exc))
         finally:
-            self.rt.actors.pop(str(self.job_id), None)
+            if self.rt.actors.get(str(self.job_id)) is self.mailbox.ref:  # a newer actor may hold the job now
+                del self.rt.actors[str(self.job_id)]
 
     async def _run(self) -> None:
         job = await Job.get(self.job_id)
@@ -118,6 +119,11 @@ class CallActor:
         if account is not None and account.suspended_reason:
             await self._release(JobState.SUSPENDED, f"account suspended: {account.suspended_reason}", None)
             return None
+        if not await self._hold_person():
+            at = next_dialable(settings, now + timedelta(minutes=max(1, settings.retry_delay_min.capacity)))
+            await self._release(JobState.RETRY, f"another call to this person is in progress; next try "
+                                                f"{at.isoformat()}", at)
+            return None
         verdict = await gate_person(job, settings, now)
         if not verdict.allowed:
             if verdict.exclude:
@@ -137,6 +143,14 @@ class CallActor:
             await self._release(admitted.state, admitted.reason, at)
             return None
         return admitted
+
+    async def _hold_person(self) -> bool:
+        """One call at a time per person across the account's batches, so the person's history read by
+        the caps is complete: a one-slot scope per person, held by this job until it is released."""
+        job, rt = self._job, self.rt
+        scope = f"person:{job.account_id}:{job.person_key}"
+        await slots.ensure_slots(scope, 1)
+        return await slots.acquire(scope, 1, str(job.id), rt.instance_id, rt.lease_until_ms(), rt.now_ms())
 
     # --- attempt ----------------------------------------------------------------------------------
 
@@ -378,6 +392,9 @@ class CallActor:
     async def _release(self, state: JobState, reason: str, next_try_at: datetime | None) -> None:
         job, now = self._job, self.rt.clock.now()
         transition(job, state, reason, now)
+        if state == JobState.SUSPENDED and next_try_at is None:
+            # Not claimable again in the scheduling round that suspended it; after a top-up, soon.
+            next_try_at = now + timedelta(seconds=self.rt.limits.scheduler_interval_s)
         if next_try_at is not None:
             job.next_try_at = next_try_at
         job.lease = None

@@ -32,6 +32,7 @@ from speechai.store.models import CLAIMABLE_STATES, DUE_STATES, Account, Batch, 
 @dataclass(frozen=True)
 class CallFinished:
     job_id: str
+    child: str
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Wake:
 
 
 SchedulerMsg = CallFinished | Wake
+BUSY_RETRY_S = 0.25  # real seconds between looks while due jobs wait for a free slot
 
 
 class Scheduler:
@@ -48,8 +50,9 @@ class Scheduler:
         self.calls = calls
         self.until_done = until_done
         self.mailbox: Mailbox[SchedulerMsg] = Mailbox(capacity=1000)
-        self.in_flight: dict[str, str] = {}  # job id -> account id
+        self.in_flight: dict[str, str] = {}  # job id -> name of the call actor holding it
         self._slot_scopes: set[str] = set()
+        self._started = 0
         self.log = rt.log.bind(actor="scheduler")
 
     @property
@@ -79,19 +82,30 @@ class Scheduler:
             await self._receive_until(min(wake_at, cap) if wake_at else cap)
 
     async def _receive_until(self, when: datetime) -> None:
-        delay = max(0.0, (when - self.rt.clock.now()).total_seconds())
-        with anyio.move_on_after(self.rt.clock.real_seconds(delay)):
-            msg = await self.mailbox.receive()
-            self._handle(msg)
-            while True:
-                try:
-                    self._handle(self.mailbox.receive_nowait())
-                except anyio.WouldBlock:
-                    break
+        # Waiting messages first: under a zero timeout receive() is cancelled before it looks, so with
+        # every slot busy and more jobs due the scheduler would never see its calls finish.
+        if self._drain():
+            return
+        delay = self.rt.clock.real_seconds(max(0.0, (when - self.rt.clock.now()).total_seconds()))
+        # Something is due but could not start (no slot free here or across instances): wait for a call
+        # to finish or a short while instead of spinning on the database.
+        with anyio.move_on_after(delay if delay > 0 else BUSY_RETRY_S):
+            self._handle(await self.mailbox.receive())
+            self._drain()
+
+    def _drain(self) -> bool:
+        handled = False
+        while True:
+            try:
+                self._handle(self.mailbox.receive_nowait())
+            except anyio.WouldBlock:
+                return handled
+            handled = True
 
     def _handle(self, msg: SchedulerMsg) -> None:
         if isinstance(msg, CallFinished):
-            self.in_flight.pop(msg.job_id, None)
+            if self.in_flight.get(msg.job_id) == msg.child:  # not a newer actor of the same job
+                del self.in_flight[msg.job_id]
 
     # --- decisions --------------------------------------------------------------------------------
 
@@ -187,10 +201,13 @@ class Scheduler:
             self._start(str(job.id), job.account_id)
 
     def _start(self, job_id: str, account_id: str) -> None:
-        self.in_flight[job_id] = account_id
+        # Unique child names: a released job can be claimed again before its previous actor has exited.
+        self._started += 1
+        child = f"call-{job_id}-{self._started}"
+        self.in_flight[job_id] = child
         actor = CallActor(self.rt, ObjectId(job_id))
-        self.calls.start_child(f"call-{job_id}", actor.run, policy=RestartPolicy.TRANSIENT,
-                               on_exit=lambda name, exc: self.ref.tell_nowait(CallFinished(job_id)))
+        self.calls.start_child(child, actor.run, policy=RestartPolicy.TRANSIENT,
+                               on_exit=lambda name, exc: self.ref.tell_nowait(CallFinished(job_id, name)))
 
     async def _nothing_left(self) -> bool:
         active = [b.id for b in await Batch.find({"status": BatchStatus.ACTIVE.value}).to_list()]

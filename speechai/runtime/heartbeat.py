@@ -15,13 +15,16 @@ from speechai.store.jobs import renew_leases
 
 class Heartbeat:
     def __init__(self, rt: Runtime, held: Callable[[], Iterable[str]], *,
-                 on_beat: Callable[[], None] | None = None) -> None:
+                 on_beat: Callable[[], None] | None = None, max_interval_s: float | None = None) -> None:
         self.rt = rt
         self.held = held
         self.on_beat = on_beat  # e.g. the systemd watchdog: alive only while the database answers
+        self.max_interval_s = max_interval_s  # e.g. half of systemd's WatchdogSec
 
     async def run(self) -> None:
         interval = self.rt.limits.lease_ttl_s / 3  # real seconds: leases are about process liveness
+        if self.max_interval_s is not None:
+            interval = min(interval, self.max_interval_s)
         while True:
             held, until = list(self.held()), self.rt.lease_until_ms()
             try:

@@ -171,7 +171,8 @@ async def _serve(config: Config, clock: Clock, retell: RetellClient, instance_id
             simulator.webhook_url = f"http://127.0.0.1:{api.port}/webhooks/retell"
         watchdog = systemd.watchdog_interval_s()
         heartbeat = Heartbeat(rt, lambda: list(scheduler.in_flight),
-                              on_beat=(lambda: systemd.notify("WATCHDOG=1")) if watchdog else None)
+                              on_beat=(lambda: systemd.notify("WATCHDOG=1")) if watchdog else None,
+                              max_interval_s=watchdog)
         root.start_child("heartbeat", heartbeat.run)
         root.start_child("scheduler", scheduler.run, policy=RestartPolicy.TRANSIENT)
         systemd.notify("READY=1")

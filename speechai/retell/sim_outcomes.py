@@ -24,6 +24,7 @@ OUTCOMES: tuple[str, ...] = (
     "dial_failed",
     "provider_error",
     "long_call",
+    "dnc_request",
 )
 
 # Outcomes that never connect: (disconnection_reason, ring seconds range). no_answer rings the full timeout.
@@ -42,6 +43,8 @@ _CONNECTED: dict[str, tuple[str, tuple[float, float]]] = {
     "answered": ("user_hangup", (20.0, 120.0)),
     "voicemail": ("voicemail_reached", (12.0, 30.0)),
     "long_call": ("max_duration_reached", (0.0, 0.0)),
+    # the person asks not to be called again; the agent ends the call
+    "dnc_request": ("user_requested_dnc", (15.0, 60.0)),
 }
 
 DEFAULT_RING_TIMEOUT_S = 30.0

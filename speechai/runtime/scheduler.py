@@ -21,7 +21,7 @@ from actors.clock import SimClock
 from actors.mailbox import Mailbox
 from actors.supervisor import RestartPolicy, Supervisor
 from speechai.domain.settings import CallSettings
-from speechai.domain.windows import is_dialable, next_dialable
+from speechai.domain.windows import fmt_local, is_dialable, next_dialable
 from speechai.runtime.call_actor import CallActor
 from speechai.runtime.context import Runtime
 from speechai.store import slots
@@ -53,6 +53,7 @@ class Scheduler:
         self.in_flight: dict[str, str] = {}  # job id -> name of the call actor holding it
         self._slot_scopes: set[str] = set()
         self._started = 0
+        self._waiting: dict[str, str | None] = {}  # batch id -> waiting reason last written to its jobs
         self.log = rt.log.bind(actor="scheduler")
 
     @property
@@ -113,17 +114,26 @@ class Scheduler:
         """Start every call that may start now; return when the next one may become due."""
         await self._take_over_expired()
         now = self.rt.clock.now()
-        batches = await Batch.find({"status": BatchStatus.ACTIVE.value}).to_list()
+        batches = await Batch.find({"status": {"$in": [BatchStatus.ACTIVE.value, BatchStatus.PAUSED.value]}}
+                                   ).to_list()
         # filtered here, not with $ne: None, which the embedded server also matches on missing fields
-        suspended = {a.id for a in await Account.find_all().to_list() if a.suspended_reason}
+        suspended = {a.id: a.suspended_reason for a in await Account.find_all().to_list() if a.suspended_reason}
         wake_at: datetime | None = None
         open_batches: list[tuple[Batch, CallSettings]] = []
         for batch in batches:
             settings = batch.call_settings.effective()
+            if batch.status == BatchStatus.PAUSED:
+                await self._mark_waiting(batch, f"batch paused: {batch.status_reason or 'by operator'}")
+                continue
             if batch.account_id in suspended:
+                await self._mark_waiting(batch, f"account suspended: {suspended[batch.account_id]}")
                 continue
             if is_dialable(settings, now):
                 open_batches.append((batch, settings))
+                await self._mark_waiting(batch, None)
+            else:
+                opens = next_dialable(settings, now, use_waves=False)
+                await self._mark_waiting(batch, f"outside allowed hours; window opens {fmt_local(settings, opens)}")
             nxt = await self._next_due(batch, settings, now)
             if nxt is not None and (wake_at is None or nxt < wake_at):
                 wake_at = nxt
@@ -138,6 +148,15 @@ class Scheduler:
                     if not await self._claim(batch, now):
                         ring.remove(batch)
         return wake_at
+
+    async def _mark_waiting(self, batch: Batch, reason: str | None) -> None:
+        """Record on the batch's waiting jobs why they are not being dialed (one bulk write per change)."""
+        if self._waiting.get(batch.id, "") == reason:
+            return
+        await Job.get_pymongo_collection().update_many(
+            {"batch_id": batch.id, "state": {"$in": [s.value for s in CLAIMABLE_STATES]}},
+            {"$set": {"waiting_reason": reason}})
+        self._waiting[batch.id] = reason
 
     async def _next_due(self, batch: Batch, settings: CallSettings, now: datetime) -> datetime | None:
         first = await Job.find(

@@ -72,7 +72,8 @@ async def claim_due(batch_id: str, owner: str, lease_until_ms: int, now: datetim
     raw = await Job.get_pymongo_collection().find_one_and_update(
         {"batch_id": batch_id, "state": {"$in": [s.value for s in CLAIMABLE_STATES]},
          "next_try_at": {"$lte": now}},
-        {"$set": {"state": JobState.IN_FLIGHT.value, "lease": {"owner": owner, "until_ms": lease_until_ms}},
+        {"$set": {"state": JobState.IN_FLIGHT.value, "lease": {"owner": owner, "until_ms": lease_until_ms},
+                  "waiting_reason": None},
          "$inc": {"version": 1}},
         sort=[("next_try_at", 1)],
         return_document=ReturnDocument.AFTER,

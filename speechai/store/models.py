@@ -157,6 +157,9 @@ class Job(Document):
     lease: Lease | None = None
     history: list[Transition] = Field(default_factory=list)
     last_reason: str | None = None
+    # why a waiting job is not being dialed right now (window closed, batch paused, account suspended);
+    # written by the scheduler for a whole batch at once, cleared when the job is claimed
+    waiting_reason: str | None = None
     load_id: str | None = None  # set while the loader that wrote it has not committed
     created_at: datetime
     updated_at: datetime

@@ -109,7 +109,9 @@ async def test_paused_batch_is_not_dialed(db, mongo_uri, tmp_path, sim, sim_cloc
     [held] = await seed_batch("paused", paused, SETTINGS, MONDAY_0850, status=BatchStatus.PAUSED)
     await run_campaign(db, make_config(db, mongo_uri, tmp_path), sim_clock, sim)
     assert [d.to_number for d in sim.dials] == ["+56977777777"]
-    assert (await Job.get(held.id)).state == JobState.PENDING
+    waiting = await Job.get(held.id)
+    assert waiting.state == JobState.PENDING
+    assert waiting.waiting_reason is not None and "paused" in waiting.waiting_reason
 
 
 async def test_nobody_is_dialed_outside_allowed_hours(db, mongo_uri, tmp_path, sim_clock) -> None:

@@ -32,6 +32,10 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _http_error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
+    return kind(text=json.dumps({"error": message}), content_type="application/json")
+
+
 def auth_middleware(token: str) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -110,8 +114,7 @@ class ControlApi:
     async def _batch(self, request: web.Request) -> Batch:
         batch = await Batch.get(request.match_info["batch_id"])
         if batch is None:
-            raise web.HTTPNotFound(text=json.dumps({"error": f"no batch {request.match_info['batch_id']!r}"}),
-                                   content_type="application/json")
+            raise _http_error(web.HTTPNotFound, f"no batch {request.match_info['batch_id']!r}")
         return batch
 
     async def get_batch(self, request: web.Request) -> web.Response:
@@ -165,19 +168,16 @@ class ControlApi:
     async def _account(self, request: web.Request) -> Account:
         account = await Account.get(request.match_info["account_id"])
         if account is None:
-            raise web.HTTPNotFound(text=json.dumps({"error": f"no account {request.match_info['account_id']!r}"}),
-                                   content_type="application/json")
+            raise _http_error(web.HTTPNotFound, f"no account {request.match_info['account_id']!r}")
         return account
 
     async def _json_object(self, request: web.Request) -> dict[str, Any]:
         try:
             body = await request.json()
         except json.JSONDecodeError as exc:
-            raise web.HTTPBadRequest(text=json.dumps({"error": f"body is not JSON: {exc}"}),
-                                     content_type="application/json") from None
+            raise _http_error(web.HTTPBadRequest, f"body is not JSON: {exc}") from None
         if not isinstance(body, dict):
-            raise web.HTTPBadRequest(text=json.dumps({"error": "body must be a JSON object"}),
-                                     content_type="application/json")
+            raise _http_error(web.HTTPBadRequest, "body must be a JSON object")
         return body
 
     async def get_account(self, request: web.Request) -> web.Response:

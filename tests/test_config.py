@@ -77,7 +77,7 @@ def test_bad_environment_value_is_named(tmp_path: Path) -> None:
 
 
 def test_api_key_only_from_environment(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="retell.api_key: unknown key"):
+    with pytest.raises(ConfigError, match=r"retell\.api_key: unknown key"):
         load_config(write(tmp_path, '[retell]\napi_key = "secret"\n'), environ={})
 
 

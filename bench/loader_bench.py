@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -95,8 +96,11 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.measure, args.file)))
         return
+    import openpyxl
+    print(f"python {sys.version.split()[0]}, openpyxl {openpyxl.__version__}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     args.dir.mkdir(parents=True, exist_ok=True)
-    path = args.dir / f"wide-{args.rows}.xlsx"
+    path = args.dir / f"wide-{args.rows}-sst.xlsx"  # shared strings, as Excel writes (older files: inline)
     if not path.exists():
         t = time.perf_counter()
         n = generate(path, args.rows)

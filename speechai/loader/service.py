@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from beanie.odm.utils.dump import get_dict
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from actors.clock import utc
@@ -98,9 +99,9 @@ async def load_batch(source: BatchSource, *, now: datetime, report_dir: Path,
         present = await _present_in_batch(source, people)
         todo = [p for p in people if p.key not in present]
         created = 0
+        job_doc = _JobDocs(source, parsed.columns.format, now, load_id)
         for chunk in _chunks(todo, INSERT_CHUNK):
-            fmt = parsed.columns.format
-            created += await _insert_chunk([_job(source, p, fmt, now, load_id) for p in chunk])
+            created += await _insert_chunk([job_doc(p) for p in chunk])
         await _finish(batch, previous)
     except BaseException:
         with anyio.CancelScope(shield=True):
@@ -141,27 +142,44 @@ def _chunks(items: list[Person], size: int) -> Iterator[list[Person]]:
         yield items[i:i + size]
 
 
-def _job(source: BatchSource, person: Person, fmt: str, now: datetime, load_id: str) -> Job:
-    variables = person.variables(fmt)
-    if source.payment_deadline_days is not None:
-        today = now.astimezone(source.call_settings.tz).date()
-        variables["payment_deadline"] = (today + timedelta(days=source.payment_deadline_days)).isoformat()
-    return Job(
-        account_id=source.account, batch_id=source.batch_id,
-        dedup_key=f"{source.account}:{source.batch_id}:{person.key}", person_key=person.key,
-        name=person.name, national_id=person.national_id,
-        phones=[Phone(number=p.number, kind=p.kind) for p in person.ordered_phones()],
-        variables=variables, state=JobState.PENDING, version=0, next_try_at=now,
-        created_at=now, updated_at=now, load_id=load_id,
-    )
+class _JobDocs:
+    """Job documents as raw dicts, for ``insert_many`` without a model instance per person.
+
+    A ``Job`` is validated and encoded once, as the template; each person's document is that template
+    with its own fields, so it stays exactly what Beanie writes (same fields, defaults and order) at
+    a small fraction of the cost of validating and encoding 50,000 models.
+    """
+
+    def __init__(self, source: BatchSource, fmt: str, now: datetime, load_id: str) -> None:
+        self.source = source
+        self.fmt = fmt
+        self.prefix = f"{source.account}:{source.batch_id}:"
+        self.deadline = None
+        if source.payment_deadline_days is not None:
+            today = now.astimezone(source.call_settings.tz).date()
+            self.deadline = (today + timedelta(days=source.payment_deadline_days)).isoformat()
+        job = Job(account_id=source.account, batch_id=source.batch_id, dedup_key="", person_key="",
+                  phones=[Phone(number="")], state=JobState.PENDING, version=0, next_try_at=now,
+                  created_at=now, updated_at=now, load_id=load_id)
+        self.template = get_dict(job, to_db=True, keep_nulls=job.get_settings().keep_nulls)
+        self.phone = self.template["phones"][0]
+
+    def __call__(self, person: Person) -> dict[str, Any]:
+        variables = person.variables(self.fmt)
+        if self.deadline is not None:
+            variables["payment_deadline"] = self.deadline
+        return {**self.template, "dedup_key": self.prefix + person.key, "person_key": person.key,
+                "name": person.name, "national_id": person.national_id,
+                "phones": [{**self.phone, "number": p.number, "kind": p.kind} for p in person.ordered_phones()],
+                "variables": variables}
 
 
-async def _insert_chunk(jobs: list[Job]) -> int:
+async def _insert_chunk(docs: list[dict[str, Any]]) -> int:
     """Insert, skipping people already in the batch (unique ``dedup_key``); returns how many were new."""
-    if not jobs:
+    if not docs:
         return 0
     try:
-        result = await Job.insert_many(jobs, ordered=False)
+        result = await Job.get_pymongo_collection().insert_many(docs, ordered=False)
         return len(result.inserted_ids)
     except BulkWriteError as exc:
         others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != _DUPLICATE_KEY]
@@ -173,13 +191,14 @@ async def _insert_chunk(jobs: list[Job]) -> int:
 async def _active_elsewhere(source: BatchSource, people: list[Person]) -> list[tuple[str, str]]:
     """People of this load still to be called in another (not cancelled) batch of the account."""
     coll = Job.get_pymongo_collection()
+    others = {"account_id": source.account, "batch_id": {"$ne": source.batch_id},
+              "state": {"$nin": [str(s) for s in FINAL_STATES]}}
+    if await coll.find_one(others, {"_id": 1}) is None:
+        return []  # the usual first load of an account: no per-person queries
     hits: dict[str, str] = {}
     for chunk in _chunks(people, QUERY_CHUNK):
-        cursor = coll.find(
-            {"account_id": source.account, "person_key": {"$in": [p.key for p in chunk]},
-             "batch_id": {"$ne": source.batch_id}, "state": {"$nin": [str(s) for s in FINAL_STATES]}},
-            {"person_key": 1, "batch_id": 1},
-        )
+        cursor = coll.find({**others, "person_key": {"$in": [p.key for p in chunk]}},
+                           {"person_key": 1, "batch_id": 1})
         async for doc in cursor:
             hits.setdefault(doc["person_key"], doc["batch_id"])
     if not hits:
@@ -193,6 +212,8 @@ async def _active_elsewhere(source: BatchSource, people: list[Person]) -> list[t
 async def _present_in_batch(source: BatchSource, people: list[Person]) -> set[str]:
     coll = Job.get_pymongo_collection()
     present: set[str] = set()
+    if await coll.find_one({"batch_id": source.batch_id}, {"_id": 1}) is None:
+        return present  # a new batch: nobody can be in it yet
     for chunk in _chunks(people, QUERY_CHUNK):
         keys = [f"{source.account}:{source.batch_id}:{p.key}" for p in chunk]
         async for doc in coll.find({"dedup_key": {"$in": keys}}, {"person_key": 1}):

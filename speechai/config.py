@@ -101,6 +101,23 @@ def _env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, An
     return merged
 
 
+def _merged(defaults: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(defaults)
+    for key, value in override.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _batch_settings_over_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """A batch's ``call_settings`` override the top-level ``[call_settings]`` key by key."""
+    defaults = raw.get("call_settings")
+    batches = raw.get("batches")
+    if not isinstance(defaults, dict) or not isinstance(batches, list):
+        return raw
+    merged = [_merged({"call_settings": defaults}, b) if isinstance(b, dict) else b for b in batches]
+    return {**raw, "batches": merged}
+
+
 def describe_errors(exc: ValidationError, source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
     for err in exc.errors():
@@ -126,7 +143,7 @@ def load_config(path: Path | None, environ: dict[str, str] | None = None) -> Con
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     try:
-        config = Config.model_validate(_env_overrides(raw, environ))
+        config = Config.model_validate(_env_overrides(_batch_settings_over_defaults(raw), environ))
     except ValidationError as exc:
         raise ConfigError(describe_errors(exc, source)) from None
     if path is not None:

@@ -95,3 +95,33 @@ def test_cli_reports_config_errors_with_exit_2(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 2
     assert "runtime.concurrency = -3" in out.stderr
+
+
+def test_batch_call_settings_override_the_defaults_key_by_key(tmp_path: Path) -> None:
+    (tmp_path / "b.xlsx").write_bytes(b"")
+    path = write(tmp_path, """
+[call_settings]
+max_attempts = 9
+timezone = "America/New_York"
+[call_settings.retry_delay_min]
+no_answer = 15
+voicemail = 45
+
+[[batches]]
+file = "b.xlsx"
+account = "acme"
+batch_id = "b1"
+[batches.call_settings]
+max_attempts = 2
+[batches.call_settings.retry_delay_min]
+voicemail = 90
+
+[[batches]]
+file = "b.xlsx"
+account = "acme"
+batch_id = "b2"
+""")
+    b1, b2 = load_config(path, environ={}).batches
+    assert b1.call_settings.max_attempts == 2 and b1.call_settings.timezone == "America/New_York"
+    assert (b1.call_settings.retry_delay_min.no_answer, b1.call_settings.retry_delay_min.voicemail) == (15, 90)
+    assert b2.call_settings.max_attempts == 9 and b2.call_settings.retry_delay_min.no_answer == 15

@@ -21,7 +21,6 @@ async def run_demo(config: Config) -> int:
 
     async def prepare(clock: Clock) -> None:
         for source in config.batches:
-            source.call_settings = source.call_settings or config.call_settings
             summary = await load_batch(source, now=clock.now(), report_dir=config.data_dir / "reports")
             print(f"loaded {source.batch_id}: {summary.people} people, {summary.jobs_created} jobs, "
                   f"{len(summary.rejected)} rejected rows", flush=True)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from speechai.domain.settings import CallSettings
+from speechai.domain.settings import CallSettings, merge_settings
 from speechai.loader.spec import BatchSource
 
 ENV_PREFIX = "SPEECHAI_"
@@ -101,20 +101,13 @@ def _env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, An
     return merged
 
 
-def _merged(defaults: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(defaults)
-    for key, value in override.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def _batch_settings_over_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     """A batch's ``call_settings`` override the top-level ``[call_settings]`` key by key."""
     defaults = raw.get("call_settings")
     batches = raw.get("batches")
     if not isinstance(defaults, dict) or not isinstance(batches, list):
         return raw
-    merged = [_merged({"call_settings": defaults}, b) if isinstance(b, dict) else b for b in batches]
+    merged = [merge_settings({"call_settings": defaults}, b) if isinstance(b, dict) else b for b in batches]
     return {**raw, "batches": merged}
 
 

@@ -8,7 +8,7 @@ function applies it again itself (it is idempotent), so a preset cannot be bypas
 from __future__ import annotations
 
 from datetime import date, time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
@@ -193,3 +193,12 @@ def _check_country(code: str, field: str) -> str:
     if code not in holidays.list_supported_countries():
         raise ValueError(f"{field}: {code!r} is not a country with a known public-holiday calendar")
     return code
+
+
+def merge_settings(defaults: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Raw settings ``override`` on top of ``defaults``, key by key, nested tables too."""
+    out = dict(defaults)
+    for key, value in override.items():
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge_settings(out[key], value) if nested else value
+    return out

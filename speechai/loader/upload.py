@@ -18,6 +18,7 @@ from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
 from actors.clock import Clock
+from speechai.domain.settings import CallSettings, merge_settings
 from speechai.loader.errors import LoadError, MissingColumnsError, UnreadableFileError
 from speechai.loader.service import load_batch
 from speechai.loader.spec import BatchSource
@@ -76,7 +77,9 @@ async def _receive(request: web.Request, tmp: Path) -> tuple[dict[str, Any], Pat
     return fields, saved
 
 
-def upload_routes(*, clock: Clock, report_dir: Path) -> list[web.RouteDef]:
+def upload_routes(*, clock: Clock, report_dir: Path,
+                  default_settings: CallSettings | None = None) -> list[web.RouteDef]:
+    """``default_settings`` (the config's ``[call_settings]``): the upload's call settings override them."""
     async def upload(request: web.Request) -> web.Response:
         with tempfile.TemporaryDirectory(prefix="speechai-upload-") as tmp_dir:
             received = await _receive(request, Path(tmp_dir))
@@ -92,6 +95,10 @@ def upload_routes(*, clock: Clock, report_dir: Path) -> list[web.RouteDef]:
             unknown = set(options) & {"file", *_TEXT_FIELDS, "call_settings"}
             if unknown:
                 return _error(400, f"'options' cannot set {', '.join(sorted(unknown))}")
+            if default_settings is not None:
+                given = fields.get("call_settings")
+                fields["call_settings"] = merge_settings(default_settings.model_dump(mode="json"),
+                                                         given if isinstance(given, dict) else {})
             try:
                 source = BatchSource.model_validate({**options, **fields, "file": saved})
             except ValidationError as exc:

@@ -162,7 +162,8 @@ async def _serve(config: Config, clock: Clock, retell: RetellClient, instance_id
         scheduler = Scheduler(rt, calls, until_done=until_done)
         api = ControlApi(token=control_token(config.data_dir), scheduler_ref=scheduler.ref,
                          webhooks=WebhookReceiver(rt, api_key), instance_id=instance_id, clock=clock,
-                         extra_routes=upload_routes(clock=clock, report_dir=config.data_dir / "reports"))
+                         extra_routes=upload_routes(clock=clock, report_dir=config.data_dir / "reports",
+                                                    default_settings=config.call_settings))
         started = anyio.Event()
         root.start_child("control-api", lambda: api.serve(config.control.host, config.control.port,
                                                           started=started))

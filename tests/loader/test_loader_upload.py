@@ -99,3 +99,26 @@ async def test_upload_request_errors(base_url: str, make_file) -> None:
     assert status == 400 and "not valid JSON" in body["error"]
     async with aiohttp.ClientSession() as http, http.post(base_url, json={"a": 1}) as resp:
         assert resp.status == 400 and "multipart" in (await resp.json())["error"]
+
+
+async def test_uploaded_settings_override_the_configured_defaults(db, tmp_path: Path, make_file) -> None:
+    from speechai.domain.settings import CallSettings
+
+    app = web.Application()
+    defaults = CallSettings(max_attempts=9, timezone="America/New_York", holidays_country="US")
+    app.add_routes(upload_routes(clock=SimClock(NOW), report_dir=tmp_path / "reports", default_settings=defaults))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        url = str(server.make_url("/batches/upload"))
+        status, body = await _post(url, make_file(COLLECTION, ROWS), account="acme", batch_id="d1",
+                                   call_settings={"max_attempts": 2})
+        assert status == 200, body
+        status, body = await _post(url, make_file(COLLECTION, ROWS), account="acme", batch_id="d2",
+                                   options={"allow_duplicates_across_batches": True})
+        assert status == 200, body
+    finally:
+        await server.close()
+    d1, d2 = await Batch.get("d1"), await Batch.get("d2")
+    assert (d1.call_settings.max_attempts, d1.call_settings.timezone) == (2, "America/New_York")
+    assert (d2.call_settings.max_attempts, d2.call_settings.timezone) == (9, "America/New_York")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import anyio
 import structlog
+from pymongo.errors import ConnectionFailure
 
 from actors.clock import Clock, RealClock, SimClock
 from actors.supervisor import RestartPolicy, Supervisor
@@ -191,7 +192,11 @@ async def _serve(config: Config, clock: Clock, retell: RetellClient, instance_id
         with anyio.CancelScope(shield=True):
             await root.shutdown(SHUTDOWN_GRACE_S)  # no new calls from here on
             await calls.shutdown(SHUTDOWN_GRACE_S)
-            released = await release_leases(instance_id)
+            try:
+                released = await release_leases(instance_id)
+            except ConnectionFailure as exc:  # the leases simply expire instead
+                rt.log.warning("leases_not_released", error=str(exc))
+                released = 0
             rt.log.info("runtime_stopped", leases_released=released)
 
 

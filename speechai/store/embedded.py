@@ -105,6 +105,9 @@ class EmbeddedMongo:
              "--pid-file", str(self.data_dir / "nx-27017.pid")],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            # Its own session: a terminal's Ctrl-C must reach the runtime only, which then
+            # checkpoints and stops the database last.
+            start_new_session=True,
         )
         log.close()
         (self.data_dir / STATE_FILE).write_text(

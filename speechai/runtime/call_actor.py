@@ -88,7 +88,8 @@ class CallActor:
             return
         settings = batch.call_settings.effective()
         attempt = job.current_attempt
-        if not _is_open(attempt):
+        resumed = _is_open(attempt)  # a previous owner may have sent its create-call already
+        if not resumed:
             admission = await self._gate(batch, settings)
             if admission is None:
                 return
@@ -96,7 +97,7 @@ class CallActor:
         assert attempt is not None
         self.log = self.log.bind(attempt_id=attempt.attempt_id)
         if attempt.call_id is None:
-            call = await self._place(batch, settings, attempt)
+            call = await self._place(batch, settings, attempt, resumed=resumed)
             if call is None:
                 return
         call = await self._track(attempt, settings)
@@ -118,6 +119,11 @@ class CallActor:
         account = await Account.get(job.account_id)
         if account is not None and account.suspended_reason:
             await self._release(JobState.SUSPENDED, f"account suspended: {account.suspended_reason}", None)
+            return None
+        if account is not None and not await self._hold_account_slot(account):
+            at = next_dialable(settings, now + timedelta(minutes=max(1, settings.retry_delay_min.capacity)))
+            await self._release(JobState.RETRY, f"account at its limit of {account.max_concurrent_calls} "
+                                                f"concurrent calls; next try {at.isoformat()}", at)
             return None
         if not await self._hold_person():
             at = next_dialable(settings, now + timedelta(minutes=max(1, settings.retry_delay_min.capacity)))
@@ -143,6 +149,16 @@ class CallActor:
             await self._release(admitted.state, admitted.reason, at)
             return None
         return admitted
+
+    async def _hold_account_slot(self, account: Account) -> bool:
+        """A new dial needs one of the account's concurrency slots. A claim comes with one; a job taken
+        over from a dead instance does not (the dead owner's slots were freed with the takeover)."""
+        job, rt = self._job, self.rt
+        scope, limit = f"account:{account.id}", account.max_concurrent_calls
+        if await slots.holds(scope, str(job.id), rt.now_ms()):
+            return True
+        await slots.ensure_slots(scope, limit)
+        return await slots.acquire(scope, limit, str(job.id), rt.instance_id, rt.lease_until_ms(), rt.now_ms())
 
     async def _hold_person(self) -> bool:
         """One call at a time per person across the account's batches, so the person's history read by
@@ -170,13 +186,21 @@ class CallActor:
         crash_point("attempt_written")
         return attempt
 
-    async def _place(self, batch: Batch, settings: CallSettings, attempt: Attempt) -> dict[str, Any] | None:
-        """Create the call with the attempt id as idempotency key; never with a new key."""
+    async def _place(self, batch: Batch, settings: CallSettings, attempt: Attempt, *,
+                     resumed: bool = False) -> dict[str, Any] | None:
+        """Create the call with the attempt id as idempotency key; never with a new key.
+
+        Once a send's answer is unknown (a transient error here, or a resumed attempt a previous owner
+        may have sent), the call may exist: a refusal of a later send (e.g. a 429 given before the key
+        is looked up) proves nothing, so the provider's record decides before "not placed"."""
         job = self._job
+        uncertain = resumed
         for n in range(self.rt.limits.create_retries + 1):
             age = (self.rt.clock.now() - attempt.created_at).total_seconds()
             if age > self.rt.limits.idempotency_window_s:
                 break  # a re-send could dial again: ask the provider instead
+            if resumed and not is_dialable(settings, self.rt.clock.now()):
+                break  # the window closed meanwhile: a re-send could be a first dial out of hours
             try:
                 call = await self.rt.retell.create_phone_call(
                     from_number=batch.from_number or self.rt.from_number,
@@ -189,24 +213,34 @@ class CallActor:
                     agent_override={"agent": {"max_call_duration_ms": settings.max_call_duration_s * 1000,
                                               "ring_duration_ms": settings.ring_timeout_s * 1000}},
                 )
-            except rerr.RateLimited:
-                return await self._not_placed(attempt, OutcomeClass.CAPACITY, settings, "provider throttled (429)")
-            except rerr.PaymentRequired:
-                await self._suspend_account("provider reports no valid payment (402)")
-                return await self._not_placed(attempt, OutcomeClass.ACCOUNT, settings, "payment required (402)")
-            except rerr.BadRequest as exc:
-                return await self._bad_number(attempt, settings, f"provider rejected the call: {exc.message}")
-            except (rerr.Unauthorized, rerr.UnknownAsset) as exc:
-                await self._pause_batch(batch, f"provider refused configuration: {exc}")
-                return await self._not_placed(attempt, None, settings, f"batch paused: {exc}")
             except TRANSIENT as exc:
+                uncertain = True
                 attempt.error = f"{type(exc).__name__}: {exc}"
                 self.log.warning("create_call_failed", error=attempt.error, try_=n)
                 await anyio.sleep(min(0.2 * 2**n, 5.0))
                 continue
+            except rerr.RetellError as exc:
+                if uncertain and (found := await self._adopt_if_placed(attempt)) is not None:
+                    return found
+                return await self._refused(exc, batch, settings, attempt)
             crash_point("call_created")
             return await self._placed(attempt, call)
         return await self._resolve_unknown(attempt, settings)
+
+    async def _refused(self, exc: rerr.RetellError, batch: Batch, settings: CallSettings,
+                       attempt: Attempt) -> None:
+        """The provider answered create-call with a refusal and no call of this attempt exists."""
+        if isinstance(exc, rerr.RateLimited):
+            return await self._not_placed(attempt, OutcomeClass.CAPACITY, settings, "provider throttled (429)")
+        if isinstance(exc, rerr.PaymentRequired):
+            await self._suspend_account("provider reports no valid payment (402)")
+            return await self._not_placed(attempt, OutcomeClass.ACCOUNT, settings, "payment required (402)")
+        if isinstance(exc, rerr.BadRequest):
+            return await self._bad_number(attempt, settings, f"provider rejected the call: {exc.message}")
+        if isinstance(exc, rerr.Unauthorized | rerr.UnknownAsset):
+            await self._pause_batch(batch, f"provider refused configuration: {exc}")
+            return await self._not_placed(attempt, None, settings, f"batch paused: {exc}")
+        raise exc
 
     async def _placed(self, attempt: Attempt, call: dict[str, Any]) -> dict[str, Any]:
         attempt.call_id = str(call["call_id"])
@@ -221,12 +255,18 @@ class CallActor:
 
     async def _resolve_unknown(self, attempt: Attempt, settings: CallSettings) -> dict[str, Any] | None:
         """Whether create-call went through is unknown: the provider's record (by attempt id) decides."""
-        found = await self.rt.retell.find_calls_by_metadata("attempt_id", attempt.attempt_id)
-        if found:
-            self.log.info("call_adopted", call_id=found[0].get("call_id"))
-            return await self._placed(attempt, found[0])
+        if (found := await self._adopt_if_placed(attempt)) is not None:
+            return found
         return await self._not_placed(attempt, OutcomeClass.PROVIDER_ERROR, settings,
                                       f"not placed: {attempt.error or 'provider unreachable'}")
+
+    async def _adopt_if_placed(self, attempt: Attempt) -> dict[str, Any] | None:
+        """The provider's call for this attempt (found by the attempt id in its metadata), adopted."""
+        found = await self.rt.retell.find_calls_by_metadata("attempt_id", attempt.attempt_id)
+        if not found:
+            return None
+        self.log.info("call_adopted", call_id=found[0].get("call_id"))
+        return await self._placed(attempt, found[0])
 
     async def _not_placed(self, attempt: Attempt, outcome: OutcomeClass | None, settings: CallSettings,
                           reason: str) -> None:
@@ -274,6 +314,12 @@ class CallActor:
                 self.log.warning("get_call_failed", error=str(exc))
                 await self._wait(limits.poll_interval_s)
                 continue
+            except rerr.NotFound:
+                # The provider gave us this id but no longer knows it: classify it as a provider error
+                # (retried later) rather than crash and be taken over forever.
+                self.log.error("call_unknown_to_provider", call_id=attempt.call_id)
+                return {"call_id": attempt.call_id, "call_status": "error",
+                        "disconnection_reason": "error_unknown_call"}
             status = call.get("call_status")
             if status == "ongoing":
                 crash_point("tracking")
@@ -398,8 +444,10 @@ class CallActor:
         if next_try_at is not None:
             job.next_try_at = next_try_at
         job.lease = None
+        # Slots first, while the job is still ours: once the checkpoint lands the scheduler may claim it
+        # again at once, and a release after that would free the new claim's slots.
+        await slots.release(str(job.id), owner=self.rt.instance_id)
         await checkpoint(job)
-        await slots.release(str(job.id))
         self.log.info("job_released", state=state.value, reason=reason)
 
     async def _give_back(self, attempt: Attempt) -> None:

@@ -35,13 +35,20 @@ async def acquire(scope: str, limit: int, holder: str, owner: str, until_ms: int
     return raw is not None
 
 
+async def holds(scope: str, holder: str, now_ms: int) -> bool:
+    """Whether ``holder`` holds a live slot of ``scope``."""
+    return await Slot.get_pymongo_collection().count_documents(
+        {"scope": scope, "holder": holder, "until_ms": {"$gte": now_ms}}, limit=1) > 0
+
+
 async def rename_holder(old: str, new: str) -> None:
     await Slot.get_pymongo_collection().update_many({"holder": old}, {"$set": {"holder": new}})
 
 
-async def release(holder: str) -> None:
-    await Slot.get_pymongo_collection().update_many(
-        {"holder": holder}, {"$set": {"holder": None, "owner": None, "until_ms": 0}})
+async def release(holder: str, owner: str | None = None) -> None:
+    """Free every slot ``holder`` holds (only those of ``owner`` when given)."""
+    query: dict[str, object] = {"holder": holder} if owner is None else {"holder": holder, "owner": owner}
+    await Slot.get_pymongo_collection().update_many(query, {"$set": {"holder": None, "owner": None, "until_ms": 0}})
 
 
 async def renew(owner: str, holders: Sequence[str], until_ms: int) -> None:

@@ -38,8 +38,10 @@ class WebhookReceiver:
         actor = self.rt.actors.get(job_id)
         if actor is not None:
             actor.tell_nowait(CallEvent(event=event, call=call))
-        elif job_id and metadata.get("attempt_id"):
-            # Nobody holds the job right now: keep the payload; the next actor re-reads the call anyway.
+        elif job_id and metadata.get("attempt_id") and (
+                event == "call_analyzed" or await CallRecord.find_one({"call_id": call_id}) is None):
+            # Nobody holds the job right now: keep the payload (the next actor re-reads the call anyway),
+            # but a late call_started/call_ended never replaces a fuller stored one.
             await save_call_payload(CallRecord(
                 call_id=call_id, job_id=job_id, attempt_id=str(metadata["attempt_id"]),
                 batch_id=str(metadata.get("batch_id", "")), account_id=str(metadata.get("account_id", "")),

@@ -134,3 +134,21 @@ async def test_webhook_wakes_the_call_actor_before_its_next_poll(db, mongo_uri, 
     assert await WebhookEvent.find_one({"key": f"call_ended:{call_id}"}) is not None
     assert done.attempts[0].ended_at is not None and done.attempts[0].ended_at > done.attempts[0].created_at \
         - timedelta(seconds=1)
+
+
+async def test_late_webhook_never_replaces_a_fuller_stored_payload(db, mongo_uri, tmp_path) -> None:
+    await with_runtime(db, mongo_uri, tmp_path, _late_webhook_keeps_analysis)
+
+
+async def _late_webhook_keeps_analysis(_: Instance, http: aiohttp.ClientSession, url: str) -> None:
+    [job] = await seed_batch("late", [Person(["+56910000002"])], CallSettings(), MONDAY_1000,
+                             status=BatchStatus.PAUSED)
+    meta = {"job_id": str(job.id), "attempt_id": "a2", "batch_id": "late", "account_id": "acme"}
+    analyzed = json.dumps({"event": "call_analyzed", "call": {
+        "call_id": "call_late", "call_status": "ended", "metadata": meta,
+        "call_analysis": {"call_successful": True}}}).encode()
+    assert (await _post(http, url, analyzed, _sdk_sign(analyzed)))[0] == 200
+    late = _body("call_ended", "call_late", **meta)  # Retell's retry of an earlier event, arriving last
+    assert (await _post(http, url, late, _sdk_sign(late)))[0] == 200
+    record = await CallRecord.find_one({"call_id": "call_late"})
+    assert record is not None and record.payload["call_analysis"] == {"call_successful": True}

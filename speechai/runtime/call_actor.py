@@ -96,6 +96,8 @@ class CallActor:
             attempt = await self._open_attempt(admission)
         assert attempt is not None
         self.log = self.log.bind(attempt_id=attempt.attempt_id)
+        if resumed:
+            await self._hold_what_a_resumed_call_uses(job)
         if attempt.call_id is None:
             call = await self._place(batch, settings, attempt, resumed=resumed)
             if call is None:
@@ -159,6 +161,14 @@ class CallActor:
             return True
         await slots.ensure_slots(scope, limit)
         return await slots.acquire(scope, limit, str(job.id), rt.instance_id, rt.lease_until_ms(), rt.now_ms())
+
+    async def _hold_what_a_resumed_call_uses(self, job: Job) -> None:
+        """A call taken over from a dead instance lost its account and person slots with the takeover;
+        take them back where free, so new dials of the account or the person still count this call."""
+        account = await Account.get(job.account_id)
+        if account is not None:
+            await self._hold_account_slot(account)
+        await self._hold_person()
 
     async def _hold_person(self) -> bool:
         """One call at a time per person across the account's batches, so the person's history read by
@@ -388,14 +398,17 @@ class CallActor:
         if not was_settled:
             # After the checkpoint that marks it settled: a crash in between keeps the reservation held
             # (never a double refund).
-            account = await Account.get(job.account_id)
-            plan = account.plan if account is not None else Plan.UNLIMITED
-            delta_cents, delta_ms = settle(plan.value, reserved_cents=attempt.reserved_cents,
-                                           reserved_ms=attempt.reserved_ms, cost_cents=attempt.cost_cents or 0.0,
-                                           duration_ms=attempt.duration_ms or 0)
-            await accounts.settle(job.account_id, reserved_cents=attempt.reserved_cents,
-                                  reserved_ms=attempt.reserved_ms, delta_cents=delta_cents, delta_ms=delta_ms,
-                                  cost_cents=attempt.cost_cents or 0.0)
+            # Shielded: a graceful shutdown must not cut between the settled mark and the money.
+            with anyio.CancelScope(shield=True):
+                account = await Account.get(job.account_id)
+                plan = account.plan if account is not None else Plan.UNLIMITED
+                delta_cents, delta_ms = settle(plan.value, reserved_cents=attempt.reserved_cents,
+                                               reserved_ms=attempt.reserved_ms,
+                                               cost_cents=attempt.cost_cents or 0.0,
+                                               duration_ms=attempt.duration_ms or 0)
+                await accounts.settle(job.account_id, reserved_cents=attempt.reserved_cents,
+                                      reserved_ms=attempt.reserved_ms, delta_cents=delta_cents,
+                                      delta_ms=delta_ms, cost_cents=attempt.cost_cents or 0.0)
 
     def _decide(self, cls: Classification, settings: CallSettings, callback_at: datetime | None) -> NextStep:
         job = self._job
@@ -452,12 +465,14 @@ class CallActor:
 
     async def _give_back(self, attempt: Attempt) -> None:
         """A dial that never happened returns its reservation and daily counters. Called after the
-        checkpoint that marks the attempt settled, so a crash in between never refunds twice."""
-        await accounts.settle(self._job.account_id, reserved_cents=attempt.reserved_cents,
-                              reserved_ms=attempt.reserved_ms, delta_cents=attempt.reserved_cents,
-                              delta_ms=attempt.reserved_ms, cost_cents=0.0)
-        for key in attempt.daily_keys:
-            await accounts.give_back_daily(key)
+        checkpoint that marks the attempt settled, so a crash in between never refunds twice;
+        shielded, so a graceful shutdown does not cut it short."""
+        with anyio.CancelScope(shield=True):
+            await accounts.settle(self._job.account_id, reserved_cents=attempt.reserved_cents,
+                                  reserved_ms=attempt.reserved_ms, delta_cents=attempt.reserved_cents,
+                                  delta_ms=attempt.reserved_ms, cost_cents=0.0)
+            for key in attempt.daily_keys:
+                await accounts.give_back_daily(key)
 
     async def _suspend_account(self, reason: str) -> None:
         await Account.get_pymongo_collection().update_one(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 from collections.abc import Sequence
@@ -10,9 +11,11 @@ from datetime import datetime
 from pathlib import Path
 
 import anyio
+from pymongo.errors import PyMongoError
 
 from speechai.config import Config, ConfigError, load_config
 from speechai.logs import configure_logging
+from speechai.store.embedded import EmbeddedServerError
 
 DEFAULT_CONFIG = Path("config.toml")
 # A Monday morning in Santiago: the demo campaign starts just before its first window opens.
@@ -37,6 +40,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from speechai.runtime.service import run_instance
 
     config = _config(args)
+    if config.retell.base_url and not config.retell_api_key:
+        raise ConfigError(f"retell.base_url is {config.retell.base_url!r} but RETELL_API_KEY is not in the "
+                          "environment (leave base_url empty to run against the simulator)")
     _log_setup(config)
     anyio.run(lambda: run_instance(config, until_done=args.until_done))
     return 0
@@ -86,6 +92,33 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number greater than 0, got {text!r}")
+    return value
+
+
+def _operator_error(exc: BaseException) -> BaseException | None:
+    """The error to show the operator in one message, also when a task group wrapped it."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _operator_error(inner)) is not None:
+                return found
+        return None
+    return exc if isinstance(exc, (EmbeddedServerError, OSError, PyMongoError)) else None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, PyMongoError):
+        # The driver appends its topology description: noise for the operator.
+        return f"cannot use the database: {str(exc).split(', Timeout:')[0]}"
+    return str(exc)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechai", description="Outbound AI-voice call campaigns via Retell AI.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_config(sub.add_parser(
         "demo", help="load the configured example batch and run it on the embedded database and the simulator"))
-    p.add_argument("--speed", type=float, default=120.0, help="simulated seconds per real second (default 120)")
+    p.add_argument("--speed", type=_positive, default=120.0, help="simulated seconds per real second (default 120)")
     p.set_defaults(func=cmd_demo)
 
     p = with_config(sub.add_parser("load", help="load the batches declared in config.toml"))
@@ -126,6 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"speechai: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        found = _operator_error(exc)
+        if found is None:
+            raise  # a defect, not an operator mistake: the traceback is what fixes it
+        print(f"speechai: {_describe(found)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

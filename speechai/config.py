@@ -87,17 +87,34 @@ class Config(_Section):
         return os.environ.get("RETELL_API_KEY", "")
 
 
-def _env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+# Variables under a section's prefix that are not configuration keys.
+NOT_KEYS = frozenset({"SPEECHAI_CONTROL_TOKEN"})
+
+
+def _env_overrides(raw: dict[str, Any], environ: dict[str, str],
+                   origins: dict[str, str] | None = None) -> dict[str, Any]:
+    """``origins`` receives the variable behind each overridden key (``"runtime.concurrency"``)."""
     merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    origins = {} if origins is None else origins
     for name, field in Config.model_fields.items():
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, _Section):
-            for key in annotation.model_fields:
-                env = f"{ENV_PREFIX}{name}_{key}".upper()
-                if env in environ:
-                    merged.setdefault(name, {})[key] = environ[env]
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            prefix = f"{ENV_PREFIX}{name}_".upper()
+            known = {f"{prefix}{key}".upper(): key for key in annotation.model_fields}
+            for env in sorted(environ):
+                if not env.startswith(prefix) or env in NOT_KEYS:
+                    continue
+                if env not in known:
+                    # A misspelt override would otherwise be ignored without a word.
+                    raise ConfigError(f"environment variable {env} is not a configuration key; "
+                                      f"[{name}] has: {', '.join(annotation.model_fields)}")
+                section = merged.setdefault(name, {})
+                if isinstance(section, dict):  # else the file's own value fails validation, named
+                    section[known[env]] = environ[env]
+                origins[f"{name}.{known[env]}"] = env
         elif (env := f"{ENV_PREFIX}{name}".upper()) in environ:
             merged[name] = environ[env]
+            origins[name] = env
     return merged
 
 
@@ -111,14 +128,15 @@ def _batch_settings_over_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "batches": merged}
 
 
-def describe_errors(exc: ValidationError, source: str) -> str:
+def describe_errors(exc: ValidationError, source: str, origins: dict[str, str] | None = None) -> str:
     lines = [f"invalid configuration in {source}:"]
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key")
         else:
-            lines.append(f"  {key} = {err.get('input')!r}: {err['msg']}")
+            env = next((v for k, v in (origins or {}).items() if key == k or key.startswith(k + ".")), None)
+            lines.append(f"  {key} = {err.get('input')!r}{f' (from {env})' if env else ''}: {err['msg']}")
     return "\n".join(lines)
 
 
@@ -133,12 +151,18 @@ def load_config(path: Path | None, environ: dict[str, str] | None = None) -> Con
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    origins: dict[str, str] = {}
     try:
-        config = Config.model_validate(_env_overrides(_batch_settings_over_defaults(raw), environ))
+        # Environment first: an overridden [call_settings] default reaches the batches too.
+        config = Config.model_validate(_batch_settings_over_defaults(_env_overrides(raw, environ, origins)))
     except ValidationError as exc:
-        raise ConfigError(describe_errors(exc, source)) from None
+        raise ConfigError(describe_errors(exc, source, origins)) from None
     if path is not None:
         # Relative paths in the file are relative to the file, not to the working directory.
         base = path.parent

@@ -85,6 +85,9 @@ async def load_batch(source: BatchSource, *, now: datetime, report_dir: Path,
     now = utc(now)
     # Parsing is CPU-bound: a worker thread keeps the event loop (and its calls in flight) responsive.
     parsed = await anyio.to_thread.run_sync(parse_file, source, progress)
+    if parsed.rows == 0:
+        # Most likely the wrong file or sheet: an empty active batch would only hide that.
+        raise LoadError(f"{source.file.name} has a header row but no data rows; nothing to load")
     if parsed.errors and not source.accept_partial:
         return _summary(source, parsed, now, report_dir, created=0, present=0, duplicates=[], ok=False)
     parsed.reject_tainted_people()

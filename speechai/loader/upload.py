@@ -34,7 +34,10 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 
 
 def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    def value(e: Any) -> str:
+        return "" if e["type"] == "extra_forbidden" or "input" not in e else f" = {e['input']!r}"
+
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}{value(e)}: {e['msg']}" for e in exc.errors())
 
 
 async def _receive(request: web.Request, tmp: Path) -> tuple[dict[str, Any], Path | None] | web.Response:
@@ -44,7 +47,13 @@ async def _receive(request: web.Request, tmp: Path) -> tuple[dict[str, Any], Pat
         reader = await request.multipart()
     except (AssertionError, ValueError, KeyError):
         return _error(400, "expected a multipart/form-data body with a 'file' part")
-    while (part := await reader.next()) is not None:
+    while True:
+        try:
+            part = await reader.next()
+        except ValueError as exc:  # no boundary where the header said, a malformed part header
+            return _error(400, f"malformed multipart/form-data body: {exc}")
+        if part is None:
+            break
         if not isinstance(part, BodyPartReader):
             continue  # a nested multipart: not something this form sends
         name = part.name or ""
@@ -63,7 +72,10 @@ async def _receive(request: web.Request, tmp: Path) -> tuple[dict[str, Any], Pat
                         return _error(413, f"file larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
                     f.write(chunk)
         elif name in _TEXT_FIELDS or name in _JSON_FIELDS:
-            text = (await part.text()).strip()
+            try:
+                text = (await part.text()).strip()
+            except (UnicodeDecodeError, LookupError) as exc:  # LookupError: an unknown charset
+                return _error(400, f"field {name!r} is not UTF-8 text: {exc}")
             if name in _JSON_FIELDS:
                 try:
                     value = json.loads(text) if text else {}
@@ -74,6 +86,10 @@ async def _receive(request: web.Request, tmp: Path) -> tuple[dict[str, Any], Pat
                 fields[name] = value
             elif text:
                 fields[name] = text
+        else:
+            # A misspelt field would otherwise be dropped and the batch loaded without it.
+            allowed = ", ".join(("file", *_TEXT_FIELDS, *_JSON_FIELDS))
+            return _error(400, f"unknown form field {name!r}; the form takes: {allowed}")
     return fields, saved
 
 

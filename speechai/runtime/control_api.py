@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
+import phonenumbers
 from aiohttp import web
 from bson import ObjectId
 from bson.errors import InvalidId
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from speechai.domain.settings import CallSettings
+from speechai.loader.normalize import parse_phone, parse_rut
 from speechai.runtime.scheduler import Wake
 from speechai.runtime.webhooks import WebhookReceiver
 from speechai.store.accounts import top_up
@@ -26,6 +28,8 @@ from speechai.store.models import Account, Batch, BatchStatus, DoNotCall, Job, J
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = {"/health", "/webhooks/retell"}
+# Bounds that keep one top-up far inside the database's 64-bit integers (a typo, not a real order).
+MAX_TOPUP = {"cents": 10**12, "minutes": 10**9}
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -46,6 +50,38 @@ def auth_middleware(token: str) -> Any:
         return await handler(request)
 
     return middleware
+
+
+def do_not_call_key(text: str) -> str:
+    """The key as jobs carry it: a RUT as '12345678-5', a phone in E.164; ValueError says why not."""
+    text = text.strip()
+    if text.startswith("+"):
+        try:
+            num = phonenumbers.parse(text, None)
+        except phonenumbers.NumberParseException:
+            num = None
+        if num is None or not phonenumbers.is_possible_number(num):
+            raise ValueError(f"key {text!r} is not a phone number in E.164 form (+56987654321)")
+        return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    readings = set()
+    for parse in (parse_rut, lambda t: parse_phone(t, "CL").number):
+        try:
+            readings.add(parse(text))
+        except ValueError:
+            pass
+    if not readings:
+        raise ValueError(f"key must be a RUT (12345678-5) or a phone (+56987654321), got {text!r}")
+    if len(readings) > 1:
+        raise ValueError(f"key {text!r} reads as RUT and as phone ({' or '.join(sorted(readings))}); "
+                         "write the RUT with its dash or the phone with its +56")
+    return readings.pop()
+
+
+def _unknown_keys(body: dict[str, Any], allowed: set[str]) -> web.Response | None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        return _error(422, f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
+    return None
 
 
 async def batch_counts(batch_id: str) -> dict[str, int]:
@@ -82,20 +118,26 @@ class ControlApi:
             *extra_routes,
         ])
         self.port: int | None = None
+        self._runner: web.AppRunner | None = None
 
-    async def serve(self, host: str, port: int, *, started: anyio.Event | None = None) -> None:
-        runner = web.AppRunner(self.app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        self.port = runner.addresses[0][1] if runner.addresses else port
-        if started is not None:
-            started.set()
+    async def start(self, host: str, port: int) -> None:
+        """Bind now, so a port in use fails start-up with a clear error instead of a restart loop."""
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        try:
+            await web.TCPSite(self._runner, host, port).start()
+        except OSError:
+            await self._runner.cleanup()
+            raise
+        self.port = self._runner.addresses[0][1] if self._runner.addresses else port
+
+    async def serve_forever(self) -> None:
+        assert self._runner is not None, "start() first"
         try:
             await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
-                await runner.cleanup()
+                await self._runner.cleanup()
 
     def _wake(self, reason: str) -> None:
         self.scheduler_ref.tell_nowait(Wake(reason))
@@ -143,9 +185,7 @@ class ControlApi:
     async def put_settings(self, request: web.Request) -> web.Response:
         batch = await self._batch(request)
         try:
-            settings = CallSettings.model_validate(await request.json())
-        except json.JSONDecodeError as exc:
-            return _error(400, f"body is not JSON: {exc}")
+            settings = CallSettings.model_validate(await self._json_object(request))
         except ValidationError as exc:
             problems = [{"field": ".".join(map(str, e["loc"])), "value": e.get("input"), "error": e["msg"]}
                         for e in exc.errors()]
@@ -174,8 +214,8 @@ class ControlApi:
     async def _json_object(self, request: web.Request) -> dict[str, Any]:
         try:
             body = await request.json()
-        except json.JSONDecodeError as exc:
-            raise _http_error(web.HTTPBadRequest, f"body is not JSON: {exc}") from None
+        except ValueError as exc:  # malformed JSON, or bytes that are not UTF-8
+            raise _http_error(web.HTTPBadRequest, f"body is not UTF-8 JSON: {exc}") from None
         if not isinstance(body, dict):
             raise _http_error(web.HTTPBadRequest, "body must be a JSON object")
         return body
@@ -187,10 +227,14 @@ class ControlApi:
     async def top_up(self, request: web.Request) -> web.Response:
         account = await self._account(request)
         body = await self._json_object(request)
+        if (refused := _unknown_keys(body, set(MAX_TOPUP))) is not None:
+            return refused
         cents, minutes = body.get("cents", 0), body.get("minutes", 0)
         for name, value in (("cents", cents), ("minutes", minutes)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                return _error(422, f"{name} must be a whole number >= 0, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TOPUP[name]:
+                return _error(422, f"{name} must be a whole number from 0 to {MAX_TOPUP[name]}, got {value!r}")
+        if cents == 0 and minutes == 0:
+            return _error(422, f"nothing to top up: give cents or minutes above 0, got {body!r}")
         await top_up(account.id, cents=cents, ms=minutes * 60_000)
         self._wake(f"account {account.id} topped up")
         return web.json_response((await self._account(request)).model_dump(mode="json"))
@@ -204,15 +248,23 @@ class ControlApi:
     async def add_dnc(self, request: web.Request) -> web.Response:
         account = await self._account(request)
         body = await self._json_object(request)
-        key = body.get("key")
+        if (refused := _unknown_keys(body, {"key", "reason"})) is not None:
+            return refused
+        key, reason = body.get("key"), body.get("reason", "")
         if not isinstance(key, str) or not key.strip():
             return _error(422, f"key must be a national id or an E.164 phone, got {key!r}")
+        if not isinstance(reason, str):
+            return _error(422, f"reason must be text, got {reason!r}")
         try:
-            await DoNotCall(account_id=account.id, key=key.strip(), reason=str(body.get("reason", "")),
-                            added_at=self.clock.now()).insert()
+            # Stored as the loader stores people, or the entry would never match a job.
+            key = do_not_call_key(key)
+        except ValueError as exc:
+            return _error(422, str(exc))
+        try:
+            await DoNotCall(account_id=account.id, key=key, reason=reason, added_at=self.clock.now()).insert()
         except DuplicateKeyError:
-            return web.json_response({"key": key.strip(), "status": "already listed"})
-        return web.json_response({"key": key.strip(), "status": "added"}, status=201)
+            return web.json_response({"key": key, "status": "already listed"})
+        return web.json_response({"key": key, "status": "added"}, status=201)
 
     async def webhook(self, request: web.Request) -> web.Response:
         status, body = await self.webhooks.receive(await request.read(),

@@ -1,0 +1,180 @@
+"""Bad requests to a running instance's control endpoint get a JSON error naming the problem; nothing changes.
+
+Each case goes over real HTTP to a runtime started in-process (embedded MongoDB, simulator).
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from actors.clock import SimClock
+from speechai.domain.settings import CallSettings
+from speechai.retell.simulator import RetellSimulator
+from speechai.store.models import Account, Batch, DoNotCall, Job, Plan
+from tests.runtime.harness import API_KEY, Person, make_config, seed_batch
+from tests.runtime.test_policy_e2e import TOKEN, drive
+
+SCL = ZoneInfo("America/Santiago")
+SUNDAY = datetime(2026, 3, 8, 12, 0, tzinfo=SCL)  # nothing is dialable: the batch stays put
+CSV = b"RUT,Nombre,Monto,Telefono\n11.111.111-1,Ana,1000,+56987654321\n"
+
+
+@pytest.fixture
+async def running(db, mongo_uri, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPEECHAI_CONTROL_TOKEN", TOKEN)
+    clock = SimClock(SUNDAY, speed=1)
+    async with RetellSimulator(api_key=API_KEY, clock=clock, seed=1) as sim:
+        await Account(id="acme", plan=Plan.CREDITS, balance_cents=100).insert()
+        await seed_batch("b1", [Person(["+56911112222"])], CallSettings(days_of_week=[1]), clock.now())
+
+        async def run(body) -> None:
+            await drive(db, make_config(db, mongo_uri, tmp_path), clock, sim,
+                        lambda inst, http, base: body(http, base), within=30)
+
+        yield run
+
+
+async def _error(resp: aiohttp.ClientResponse) -> str:
+    assert resp.content_type == "application/json", await resp.text()
+    return (await resp.json())["error"]
+
+
+async def test_bodies_that_are_not_utf8_json_are_400(running) -> None:
+    async def body(http: aiohttp.ClientSession, base: str) -> None:
+        for method, path in (("PUT", "/batches/b1/settings"), ("POST", "/accounts/acme/topup"),
+                             ("POST", "/accounts/acme/do-not-call")):
+            async with http.request(method, f"{base}{path}", data=b'\xff\xfe{"cents": 5}',
+                                    headers={"Content-Type": "application/json"}) as r:
+                assert r.status == 400, path
+                assert "JSON" in await _error(r)
+        assert (await Batch.get("b1")).call_settings.days_of_week == [1]
+
+    await running(body)
+
+
+async def test_settings_body_must_be_an_object(running) -> None:
+    async def body(http: aiohttp.ClientSession, base: str) -> None:
+        for payload in (b"[1, 2]", b'"chile"', b"null"):
+            async with http.put(f"{base}/batches/b1/settings", data=payload,
+                                headers={"Content-Type": "application/json"}) as r:
+                assert r.status == 400, payload
+                assert "JSON object" in await _error(r)
+        assert (await Batch.get("b1")).call_settings.days_of_week == [1]
+
+    await running(body)
+
+
+async def test_top_up_refuses_huge_unknown_or_empty_amounts(running) -> None:
+    async def body(http: aiohttp.ClientSession, base: str) -> None:
+        for payload, needle in (({"cents": 10**23}, "cents"), ({"minutes": 10**17}, "minutes"),
+                                ({"centz": 500}, "centz"), ({}, "cents"), ({"cents": 0}, "cents")):
+            async with http.post(f"{base}/accounts/acme/topup", json=payload) as r:
+                assert r.status == 422, payload
+                error = await _error(r)
+                assert needle in error, (payload, error)
+        account = await Account.get("acme")
+        assert (account.balance_cents, account.minutes_balance_ms) == (100, 0)
+
+    await running(body)
+
+
+async def test_do_not_call_keys_are_checked_and_normalized(running) -> None:
+    async def body(http: aiohttp.ClientSession, base: str) -> None:
+        for payload, needle in (({"key": "abc"}, "'abc'"), ({"key": "12.345.678-9"}, "12.345.678-9"),
+                                ({"key": "+56911112222", "reason": {"a": 1}}, "reason"),
+                                ({"key": "+56911112222", "reasn": "x"}, "reasn")):
+            async with http.post(f"{base}/accounts/acme/do-not-call", json=payload) as r:
+                assert r.status == 422, payload
+                assert needle in await _error(r), payload
+        assert await DoNotCall.find({"account_id": "acme"}).count() == 0
+        # written as a spreadsheet or a person would: stored as the loader stores people
+        for key, stored in (("12.345.678-5", "12345678-5"), ("+56 9 8765 4321", "+56987654321"),
+                            ("987654321", "+56987654321")):
+            async with http.post(f"{base}/accounts/acme/do-not-call", json={"key": key}) as r:
+                assert r.status in (200, 201), key
+                assert (await r.json())["key"] == stored, key
+        assert sorted(e.key for e in await DoNotCall.find({"account_id": "acme"}).to_list()) == [
+            "+56987654321", "12345678-5"]
+
+    await running(body)
+
+
+async def test_unknown_ids_are_named(running) -> None:
+    async def body(http: aiohttp.ClientSession, base: str) -> None:
+        for path, status, needle in (("/jobs/not-an-id", 400, "not-an-id"), ("/jobs/" + "0" * 24, 404, "0" * 24),
+                                     ("/accounts/ghost", 404, "ghost"), ("/batches/ghost", 404, "ghost")):
+            async with http.get(f"{base}{path}") as r:
+                assert r.status == status, path
+                assert needle in await _error(r), path
+        assert await Job.find({}).count() == 1
+
+    await running(body)
+
+
+async def _upload(http: aiohttp.ClientSession, base: str, fields: dict[str, str], content: bytes = CSV,
+                  filename: str = "people.csv") -> tuple[int, dict]:
+    form = aiohttp.FormData()
+    for k, v in fields.items():
+        form.add_field(k, v)
+    form.add_field("file", content, filename=filename, content_type="text/csv")
+    async with http.post(f"{base}/batches/upload", data=form) as r:
+        assert r.content_type == "application/json", await r.text()
+        return r.status, await r.json()
+
+
+async def test_upload_refuses_unknown_fields_and_names_values(running) -> None:
+    async def body(http: aiohttp.ClientSession, base: str) -> None:
+        status, got = await _upload(http, base, {"account": "acme", "batch_id": "u1",
+                                                 "call_setting": '{"max_attempts": 1}'})
+        assert status == 400 and "call_setting" in got["error"]
+        status, got = await _upload(http, base, {"account": "acme", "batch_id": "u1",
+                                                 "call_settings": '{"max_attempts": "lots"}'})
+        assert status == 422 and "call_settings.max_attempts" in got["error"] and "'lots'" in got["error"]
+        assert await Batch.get("u1") is None
+
+    await running(body)
+
+
+async def test_upload_with_broken_multipart_or_text_is_400(running) -> None:
+    async def body(http: aiohttp.ClientSession, base: str) -> None:
+        async with http.post(f"{base}/batches/upload", data=b"garbage",
+                             headers={"Content-Type": "multipart/form-data; boundary=xx"}) as r:
+            assert r.status == 400
+            assert "multipart" in await _error(r)
+        form = aiohttp.FormData()
+        form.add_field("account", io.BytesIO(b"\xff\xfe"), content_type="text/plain")
+        form.add_field("batch_id", "u1")
+        form.add_field("file", CSV, filename="people.csv", content_type="text/csv")
+        async with http.post(f"{base}/batches/upload", data=form) as r:
+            assert r.status == 400
+            assert "account" in await _error(r)
+        assert await Batch.get("u1") is None
+
+    await running(body)
+
+
+async def test_upload_of_a_header_only_file_creates_no_batch(running) -> None:
+    async def body(http: aiohttp.ClientSession, base: str) -> None:
+        status, got = await _upload(http, base, {"account": "acme", "batch_id": "u1"},
+                                    content=b"RUT,Nombre,Monto,Telefono\n")
+        assert status == 422 and "no data rows" in got["error"]
+        assert await Batch.get("u1") is None
+
+    await running(body)
+
+
+async def test_instance_serves_on_after_bad_requests(running) -> None:
+    async def body(http: aiohttp.ClientSession, base: str) -> None:
+        async with http.post(f"{base}/accounts/acme/topup", json={"cents": 10**30}) as r:
+            assert r.status == 422
+        async with http.post(f"{base}/accounts/acme/topup", json={"cents": 50}) as r:
+            assert r.status == 200 and (await r.json())["balance_cents"] == 150
+
+    await running(body)
+
+

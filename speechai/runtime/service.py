@@ -165,10 +165,8 @@ async def _serve(config: Config, clock: Clock, retell: RetellClient, instance_id
                          webhooks=WebhookReceiver(rt, api_key), instance_id=instance_id, clock=clock,
                          extra_routes=upload_routes(clock=clock, report_dir=config.data_dir / "reports",
                                                     default_settings=config.call_settings))
-        started = anyio.Event()
-        root.start_child("control-api", lambda: api.serve(config.control.host, config.control.port,
-                                                          started=started))
-        await started.wait()
+        await api.start(config.control.host, config.control.port)
+        root.start_child("control-api", api.serve_forever)
         if simulator is not None:
             simulator.webhook_url = f"http://127.0.0.1:{api.port}/webhooks/retell"
         watchdog = systemd.watchdog_interval_s()

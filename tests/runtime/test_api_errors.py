@@ -6,37 +6,18 @@ Each case goes over real HTTP to a runtime started in-process (embedded MongoDB,
 from __future__ import annotations
 
 import io
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 
-from actors.clock import SimClock
-from speechai.domain.settings import CallSettings
-from speechai.retell.simulator import RetellSimulator
-from speechai.store.models import Account, Batch, DoNotCall, Job, Plan
-from tests.runtime.harness import API_KEY, Person, make_config, seed_batch
-from tests.runtime.test_policy_e2e import TOKEN, drive
+from speechai.store.models import Account, Batch, DoNotCall, Job
 
-SCL = ZoneInfo("America/Santiago")
-SUNDAY = datetime(2026, 3, 8, 12, 0, tzinfo=SCL)  # nothing is dialable: the batch stays put
 CSV = b"RUT,Nombre,Monto,Telefono\n11.111.111-1,Ana,1000,+56987654321\n"
 
 
 @pytest.fixture
-async def running(db, mongo_uri, tmp_path, monkeypatch):
-    monkeypatch.setenv("SPEECHAI_CONTROL_TOKEN", TOKEN)
-    clock = SimClock(SUNDAY, speed=1)
-    async with RetellSimulator(api_key=API_KEY, clock=clock, seed=1) as sim:
-        await Account(id="acme", plan=Plan.CREDITS, balance_cents=100).insert()
-        await seed_batch("b1", [Person(["+56911112222"])], CallSettings(days_of_week=[1]), clock.now())
-
-        async def run(body) -> None:
-            await drive(db, make_config(db, mongo_uri, tmp_path), clock, sim,
-                        lambda inst, http, base: body(http, base), within=30)
-
-        yield run
+def running(control_instance):
+    return lambda body: control_instance(lambda inst, http, base, job: body(http, base))
 
 
 async def _error(resp: aiohttp.ClientResponse) -> str:

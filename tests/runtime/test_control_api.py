@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import stat
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -13,28 +11,15 @@ from bson import ObjectId
 from actors.clock import SimClock
 from speechai.domain.settings import CallSettings
 from speechai.retell.simulator import RetellSimulator
-from speechai.store.models import Account, Batch, BatchStatus, DoNotCall, Job, Plan
+from speechai.store.models import Account, Batch, BatchStatus, DoNotCall, Job
+from tests.runtime.conftest import SUNDAY
 from tests.runtime.harness import API_KEY, Instance, Person, make_config, seed_batch
 from tests.runtime.test_policy_e2e import TOKEN, drive
 
-SCL = ZoneInfo("America/Santiago")
-SUNDAY = datetime(2026, 3, 8, 12, 0, tzinfo=SCL)  # nothing is dialable: the batch stays put
-
 
 @pytest.fixture
-async def running(db, mongo_uri, tmp_path, monkeypatch):
-    """Start an instance with one (closed-window) batch and yield a runner for a body of HTTP calls."""
-    monkeypatch.setenv("SPEECHAI_CONTROL_TOKEN", TOKEN)
-    clock = SimClock(SUNDAY, speed=1)
-    async with RetellSimulator(api_key=API_KEY, clock=clock, seed=1) as sim:
-        await Account(id="acme", plan=Plan.CREDITS, balance_cents=100).insert()
-        [job] = await seed_batch("b1", [Person(["+56911112222"])], CallSettings(days_of_week=[1]), clock.now())
-
-        async def run(body) -> None:
-            await drive(db, make_config(db, mongo_uri, tmp_path), clock, sim,
-                        lambda inst, http, base: body(inst, http, base, job), within=30)
-
-        yield run
+def running(control_instance):
+    return control_instance
 
 
 async def test_health_is_open_and_everything_else_needs_the_token(running) -> None:

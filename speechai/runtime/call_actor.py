@@ -16,7 +16,7 @@ import anyio
 
 from actors.mailbox import Mailbox
 from speechai.domain.credits import settle
-from speechai.domain.decision import NextStep, decide_next
+from speechai.domain.decision import NextStep, decide_next, step_for_caps
 from speechai.domain.outcomes import Classification, OutcomeClass, callback_requested_at, classify_call
 from speechai.domain.phones import next_usable_phone
 from speechai.domain.settings import CallSettings
@@ -132,13 +132,9 @@ class CallActor:
             await self._release(JobState.RETRY, f"another call to this person is in progress; next try "
                                                 f"{at.isoformat()}", at)
             return None
-        verdict = await gate_person(job, settings, now)
-        if not verdict.allowed:
-            if verdict.exclude:
-                await self._release(JobState.EXCLUDED, verdict.reason or "excluded", None)
-            else:
-                at = next_dialable(settings, verdict.retry_at or now)
-                await self._release(JobState.RETRY, f"{verdict.reason}; next try {at.isoformat()}", at)
+        if (refused := step_for_caps(await gate_person(job, settings, now), settings, now)) is not None:
+            state = JobState.EXCLUDED if refused.action == "excluded" else JobState.RETRY
+            await self._release(state, refused.reason, refused.next_try_at)
             return None
         if next_usable_phone(job.phones, job.phone_index - 1) is None:
             await self._release(JobState.FAILED, "no usable phone left", None)
@@ -259,8 +255,6 @@ class CallActor:
         attempt.call_status = call.get("call_status")
         await self._save()
         self.log.info("call_placed", call_id=attempt.call_id, phone=attempt.phone)
-        if self.rt.on_dial is not None:
-            self.rt.on_dial(attempt.attempt_id)
         return call
 
     async def _resolve_unknown(self, attempt: Attempt, settings: CallSettings) -> dict[str, Any] | None:

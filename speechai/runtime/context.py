@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +41,6 @@ class Runtime:
     # job id -> mailbox of the call actor that holds it (webhooks are routed through this)
     actors: dict[str, ActorRef[Any]] = field(default_factory=dict)
     done: anyio.Event | None = None
-    on_dial: Callable[[str], None] | None = None
 
     def lease_until_ms(self) -> int:
         return self.now_ms() + int(self.limits.lease_ttl_s * 1000)

@@ -17,7 +17,13 @@ import anyio
 from actors.mailbox import Mailbox
 from speechai.domain.credits import settle
 from speechai.domain.decision import NextStep, decide_next, step_for_caps
-from speechai.domain.outcomes import Classification, OutcomeClass, callback_requested_at, classify_call
+from speechai.domain.outcomes import (
+    Classification,
+    OutcomeClass,
+    callback_requested_at,
+    classify_call,
+    classify_http_status,
+)
 from speechai.domain.phones import next_usable_phone
 from speechai.domain.settings import CallSettings
 from speechai.domain.windows import is_dialable, next_dialable
@@ -236,11 +242,10 @@ class CallActor:
     async def _refused(self, exc: rerr.RetellError, batch: Batch, settings: CallSettings,
                        attempt: Attempt) -> None:
         """The provider answered create-call with a refusal and no call of this attempt exists."""
-        if isinstance(exc, rerr.RateLimited):
-            return await self._not_placed(attempt, OutcomeClass.CAPACITY, settings, "provider throttled (429)")
-        if isinstance(exc, rerr.PaymentRequired):
-            await self._suspend_account("provider reports no valid payment (402)")
-            return await self._not_placed(attempt, OutcomeClass.ACCOUNT, settings, "payment required (402)")
+        if (cls := classify_http_status(exc.status or 0)) is not None:  # 429 throttled, 402 payment
+            if cls.outcome == OutcomeClass.ACCOUNT:
+                await self._suspend_account(f"provider reports no valid payment ({exc.status})")
+            return await self._not_placed(attempt, cls.outcome, settings, f"provider refused the call: {cls.reason}")
         if isinstance(exc, rerr.BadRequest):
             return await self._bad_number(attempt, settings, f"provider rejected the call: {exc.message}")
         if isinstance(exc, rerr.Unauthorized | rerr.UnknownAsset):

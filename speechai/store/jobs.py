@@ -18,7 +18,7 @@ import structlog
 from pymongo import ReturnDocument
 from pymongo.errors import ConnectionFailure
 
-from speechai.store.models import CLAIMABLE_STATES, CallRecord, Job, JobState, Lease, Transition
+from speechai.store.models import CLAIMABLE_STATES, CallRecord, Job, JobState, Transition
 
 log = structlog.get_logger("speechai")
 
@@ -101,10 +101,6 @@ async def renew_leases(owner: str, job_ids: Sequence[Any], lease_until_ms: int) 
         {"$set": {"lease.until_ms": lease_until_ms}},
     )
     return result.modified_count
-
-
-def lease_for(owner: str, until_ms: int) -> Lease:
-    return Lease(owner=owner, until_ms=until_ms)
 
 
 async def save_call_payload(record: CallRecord) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from speechai.domain.settings import CallSettings, merge_settings
+from speechai.domain.settings import CallSettings, merge_settings, short
 from speechai.loader.spec import BatchSource
 
 ENV_PREFIX = "SPEECHAI_"
@@ -136,7 +136,9 @@ def describe_errors(exc: ValidationError, source: str, origins: dict[str, str] |
             lines.append(f"  {key}: unknown key")
         else:
             env = next((v for k, v in (origins or {}).items() if key == k or key.startswith(k + ".")), None)
-            lines.append(f"  {key} = {err.get('input')!r}{f' (from {env})' if env else ''}: {err['msg']}")
+            # a long value is cut (an error must not echo a whole file back); pydantic's prefix is noise
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  {key} = {short(err.get('input'))}{f' (from {env})' if env else ''}: {msg}")
     return "\n".join(lines)
 
 

@@ -125,3 +125,38 @@ batch_id = "b2"
     assert b1.call_settings.max_attempts == 2 and b1.call_settings.timezone == "America/New_York"
     assert (b1.call_settings.retry_delay_min.no_answer, b1.call_settings.retry_delay_min.voicemail) == (15, 90)
     assert b2.call_settings.max_attempts == 9 and b2.call_settings.retry_delay_min.no_answer == 15
+
+
+@pytest.mark.parametrize("zone", ["America", "Etc", "x" * 300])
+def test_check_config_names_a_bad_timezone_instead_of_an_os_error(tmp_path: Path, zone: str) -> None:
+    # ZoneInfo("America") raised IsADirectoryError, which check-config printed as "[Errno 21] Is a directory"
+    path = write(tmp_path, f'[call_settings]\ntimezone = "{zone}"\n')
+    out = subprocess.run([sys.executable, "-m", "speechai.cli", "check-config", "--config", str(path)],
+                         capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
+    assert out.returncode == 2, out.stdout
+    assert "Traceback" not in out.stderr and "Errno" not in out.stderr
+    assert "call_settings.timezone" in out.stderr and "America/Santiago" in out.stderr
+    assert "x" * 100 not in out.stderr  # a long value is shortened
+
+
+def test_batch_settings_beyond_their_limits_are_named(tmp_path: Path) -> None:
+    (tmp_path / "b.xlsx").write_bytes(b"")
+    path = write(tmp_path, """
+[call_settings]
+daily_quota = 9223372036854775808
+
+[[batches]]
+file = "b.xlsx"
+account = "acme"
+batch_id = "b1"
+[batches.call_settings]
+allowed_hours = [{ start = 0, end = "13:00" }]
+[batches.call_settings.retry_delay_min]
+no_answer = 1000000000000
+""")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    text = str(err.value)
+    assert "call_settings.daily_quota = 9223372036854775808" in text and "1000000" in text
+    assert "batches.0.call_settings.allowed_hours.0.start = 0" in text and "HH:MM" in text
+    assert "batches.0.call_settings.retry_delay_min.no_answer = 1000000000000" in text and "43200" in text

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from speechai.domain.presets import preset_person_policy
+from speechai.domain.policy_types import PersonPolicy, preset_person_policy
 from speechai.domain.settings import CallSettings
 from speechai.domain.windows import next_local_midnight
 
@@ -23,15 +23,6 @@ class ContactEvent:
     counted: bool  # an attempt against the person (not capacity / account / bad number)
     answered: bool  # a human conversation happened
     success: bool
-
-
-@dataclass(frozen=True)
-class PersonPolicy:
-    max_calls_per_day: int | None = 3
-    max_no_answer_days: int | None = 3  # exclude after calls on N distinct local days with no answer
-    rolling_window_days: int | None = None  # e.g. Chile: 7
-    max_calls_in_window: int | None = None  # e.g. Chile: 1, Reg F: 7
-    quiet_days_after_conversation: int | None = None  # Reg F: 7
 
 
 @dataclass(frozen=True)

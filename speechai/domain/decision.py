@@ -1,4 +1,9 @@
-"""What happens to a job after an attempt, or when the person's caps refuse a dial. Pure."""
+"""What happens to a job after an attempt, or when the person's caps refuse a dial. Pure.
+
+Every planned time is at most ``HORIZON`` after ``now``: settings are bounded already, and this clamp
+keeps a far-future callback request or a value that slipped past validation from overflowing a date
+(which would crash the call actor on every finished call) or parking a job for years.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,10 @@ from typing import Literal
 
 from speechai.domain.caps import CapVerdict
 from speechai.domain.outcomes import Classification, OutcomeClass
-from speechai.domain.settings import CallSettings
+from speechai.domain.settings import MAX_PERSON_DAYS, MAX_RETRY_DELAY_MIN, CallSettings
 from speechai.domain.windows import fmt_local, next_dialable
+
+HORIZON = timedelta(days=MAX_PERSON_DAYS)  # the latest next try ever planned, counted from now
 
 Action = Literal["done", "retry", "next_phone", "failed", "excluded", "suspended", "backoff"]
 
@@ -42,7 +49,11 @@ def retry_delay(settings: CallSettings, outcome: OutcomeClass) -> timedelta:
         OutcomeClass.PROVIDER_ERROR: d.provider_error,
         OutcomeClass.CAPACITY: d.capacity,
     }.get(outcome, 0)
-    return timedelta(minutes=minutes)
+    return timedelta(minutes=min(max(0, minutes), MAX_RETRY_DELAY_MIN))
+
+
+def _within_horizon(now: datetime, at: datetime) -> datetime:
+    return min(at, now + HORIZON)
 
 
 def decide_next(*, classification: Classification, settings: CallSettings, now: datetime,
@@ -73,10 +84,9 @@ def decide_next(*, classification: Classification, settings: CallSettings, now: 
     if attempts_counted >= settings.max_attempts:
         return NextStep("failed", None, False,
                         f"{what}; {attempts_counted} of {settings.max_attempts} attempts used")
-    due = now + retry_delay(settings, c.outcome)
     asked = callback_at is not None and callback_at > now
-    if asked:
-        due = callback_at  # type: ignore[assignment]
+    due = _within_horizon(now, callback_at) if callback_at is not None and asked else \
+        now + retry_delay(settings, c.outcome)
     at = next_dialable(settings, due)
     note = " (callback requested)" if asked else ""
     return NextStep("retry", at, False, f"{what}; retry at {fmt_local(settings, at)}{note}")
@@ -88,5 +98,5 @@ def step_for_caps(verdict: CapVerdict, settings: CallSettings, now: datetime) ->
         return None
     if verdict.exclude:
         return NextStep("excluded", None, False, verdict.reason or "excluded by person rules")
-    at = next_dialable(settings, max(verdict.retry_at or now, now))
+    at = next_dialable(settings, _within_horizon(now, max(verdict.retry_at or now, now)))
     return NextStep("retry", at, False, f"{verdict.reason}; retry at {fmt_local(settings, at)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,3 +104,59 @@ file = "{tmp_path / 'runtime.log'}"
             proc.wait()
     # the embedded database was stopped with the service (its state file is removed on a clean stop)
     assert not (tmp_path / "var" / "nx-27017.json").exists()
+
+
+def test_waiting_status_pushes_the_start_timeout_past_the_next_attempt() -> None:
+    message = systemd.waiting_status("MongoDB at db1:27017", 3, 2.0)
+    status, extend = message.split("\n")
+    assert status == "STATUS=waiting for MongoDB at db1:27017 (attempt 3, next in 2 s)"
+    assert extend == f"EXTEND_TIMEOUT_USEC={int((2.0 + systemd.ATTEMPT_MARGIN_S) * 1_000_000)}"
+
+
+def test_supervised_only_with_a_notify_socket(monkeypatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert not systemd.supervised()
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+    assert systemd.supervised()
+
+
+UNIT = Path(__file__).resolve().parents[2] / "deploy" / "speechai.service"
+
+
+def unit_settings(text: str) -> dict[tuple[str, str], list[str]]:
+    settings: dict[tuple[str, str], list[str]] = {}
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+        elif line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            settings.setdefault((section, key), []).append(value)
+    return settings
+
+
+def test_unit_survives_a_long_outage_and_keeps_its_data_private() -> None:
+    s = unit_settings(UNIT.read_text())
+    assert s[("Unit", "StartLimitIntervalSec")] == ["0"]  # only [Unit] honours it
+    assert ("Service", "StartLimitIntervalSec") not in s and ("Service", "StartLimitBurst") not in s
+    assert "SPEECHAI_RUNTIME_INSTANCE_ID=%H" in s[("Service", "Environment")]
+    assert s[("Service", "SuccessExitStatus")] == ["143"]  # SIGTERM while waiting for MongoDB
+    for key, value in [("LimitNOFILE", "65536"), ("UMask", "0077"), ("NoNewPrivileges", "yes"),
+                       ("ProtectSystem", "strict"), ("PrivateTmp", "yes"), ("StateDirectoryMode", "0700"),
+                       ("ReadWritePaths", "/var/lib/speechai"), ("Type", "notify")]:
+        assert s[("Service", key)] == [value], key
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    # The installed paths and user do not exist here: point them at this checkout and the current user.
+    speechai = Path(sys.executable).with_name("speechai")
+    text = UNIT.read_text().replace("/opt/speechai/.venv/bin/speechai", str(speechai))
+    text = text.replace("User=speechai", "User=root").replace("Group=speechai", "Group=root")
+    unit = tmp_path / "speechai.service"
+    unit.write_text(text)
+    out = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    report = [line for line in (out.stdout + out.stderr).splitlines()
+              if str(unit) in line or "speechai.service" in line]
+    assert out.returncode == 0 and report == [], out.stdout + out.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 
 import aiohttp
+import anyio
 import pytest
 
 from speechai.store.models import Account, Batch, DoNotCall, Job
@@ -159,3 +160,103 @@ async def test_instance_serves_on_after_bad_requests(running) -> None:
     await running(body)
 
 
+
+
+async def _raw(port: int, request: bytes) -> tuple[int, bytes]:
+    """Send ``request`` as given (any bytes) and return the status and body of the answer."""
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(request)
+        answer = b""
+        with anyio.fail_after(10):
+            try:
+                while True:
+                    answer += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+async def test_authorization_header_with_any_bytes_is_401(control_instance) -> None:
+    async def body(inst, http: aiohttp.ClientSession, base: str, job) -> None:
+        for value in (b"Bearer \xff", b"Bearer \xc3\x28", b"\x80\x81", b"Bearer " + b"\xfe" * 4000,
+                      b"Bearer policy-test-token\xff", b"Basic abc"):
+            status, answer = await _raw(inst.api.port, b"GET /batches HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                                       b"Authorization: " + value + b"\r\n\r\n")
+            assert status == 401, value[:20]
+            assert b"token" in answer
+        async with http.get(f"{base}/health") as r:
+            assert r.status == 200
+
+    await control_instance(body)
+
+
+def _deep(levels: int) -> bytes:
+    return b'{"a": ' * levels + b"1" + b"}" * levels
+
+
+async def test_deeply_nested_json_is_400_everywhere(running) -> None:
+    async def body(http: aiohttp.ClientSession, base: str) -> None:
+        for levels in (40, 100_000):
+            for method, path in (("PUT", "/batches/b1/settings"), ("PATCH", "/batches/b1/settings"),
+                                 ("POST", "/accounts/acme/topup"), ("POST", "/accounts/acme/do-not-call"),
+                                 ("PATCH", "/accounts/acme/settings")):
+                async with http.request(method, f"{base}{path}", data=_deep(levels),
+                                        headers={"Content-Type": "application/json"}) as r:
+                    assert r.status == 400, (path, levels)
+                    assert "nested deeper" in await _error(r), (path, levels)
+            for name in ("call_settings", "options"):
+                status, got = await _upload(http, base, {"account": "acme", "batch_id": "u1",
+                                                         name: _deep(levels).decode()})
+                # the upload's own checks refuse a deep but parseable field; past the parser's depth, 400
+                assert (status, "JSON" in got["error"]) == (400, True) if levels > 1000 else status in (400, 422), \
+                    (name, levels, got)
+        assert await Batch.get("u1") is None
+        assert (await Account.get("acme")).balance_cents == 100
+
+    await running(body)
+
+
+async def test_non_numbers_and_huge_bodies_are_refused(running) -> None:
+    async def body(http: aiohttp.ClientSession, base: str) -> None:
+        for raw in (b'{"cents": NaN}', b'{"cents": Infinity}', b'{"cents": -Infinity}', b'{"cents": 1e400}',
+                    b'{"cents": ' + b"9" * 5000 + b"}", b'{"cents": "\\ud800"}', b'{"\\u0000": 1}', b""):
+            async with http.post(f"{base}/accounts/acme/topup", data=raw,
+                                 headers={"Content-Type": "application/json"}) as r:
+                assert r.status == 400, raw[:30]
+                assert "JSON" in await _error(r)
+        big = b'{"reason": "' + b"x" * (2 * 2**20) + b'", "key": "+56911112222"}'
+        async with http.post(f"{base}/accounts/acme/do-not-call", data=big,
+                             headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 413 and "limit" in await _error(r)
+
+        async def chunked():  # no Content-Length: the cap applies while reading
+            for _ in range(40):
+                yield b"x" * 65536
+
+        async with http.post(f"{base}/accounts/acme/do-not-call", data=chunked(),
+                             headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 413
+        assert (await Account.get("acme")).balance_cents == 100
+        assert await DoNotCall.find({"account_id": "acme"}).count() == 0
+
+    await running(body)
+
+
+async def test_settings_with_bad_values_are_422_with_problems_never_500(running) -> None:
+    async def body(http: aiohttp.ClientSession, base: str) -> None:
+        cases = [{"max_attempts": 10**30}, {"daily_quota": 2**70}, {"allowed_hours": [{"start": "25:00", "end": "x"}]},
+                 {"allowed_hours": "09:00-18:00"}, {"days_of_week": [{"a": 1}]}, {"closed_dates": ["2026-02-30"]},
+                 {"waves": [10**20]}, {"timezone": "\u0000"}, {"holidays_country": ["CL"]},
+                 {"retry_delay_min": {"no_answer": -1}}, {"retry_delay_min": 5}, {"person_policy": {"x": 1}},
+                 {"preset": "mars"}, {"preset": None, "nonsense": True}, {"priority": 1.5},
+                 {"extra_holiday_countries": ["ZZ"] * 500}]
+        for method in ("PUT", "PATCH"):
+            for payload in cases:
+                async with http.request(method, f"{base}/batches/b1/settings", json=payload) as r:
+                    assert r.status == 422, (method, payload, await r.text())
+                    problems = (await r.json())["problems"]
+                    assert problems and all("field" in p and "error" in p for p in problems), payload
+        assert (await Batch.get("b1")).call_settings.days_of_week == [1]
+
+    await running(body)

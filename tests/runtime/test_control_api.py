@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import aiohttp
+import anyio
+import anyio.abc
 import pytest
 from bson import ObjectId
+from structlog.testing import capture_logs
 
 from actors.clock import SimClock
 from speechai.domain.settings import CallSettings
 from speechai.retell.simulator import RetellSimulator
+from speechai.runtime.control_api import ControlApi
+from speechai.runtime.webhooks import WebhookReceiver
 from speechai.store.models import Account, Batch, BatchStatus, DoNotCall, Job
 from tests.runtime.conftest import SUNDAY
 from tests.runtime.harness import API_KEY, Instance, Person, make_config, seed_batch
@@ -35,7 +42,7 @@ async def test_health_is_open_and_everything_else_needs_the_token(running) -> No
                 assert r.status == 401
         assert (await Account.get("acme")).balance_cents == 100  # the refused top-up changed nothing
         async with http.get(f"{base}/batches") as r:
-            assert r.status == 200 and [b["id"] for b in await r.json()] == ["b1"]
+            assert r.status == 200 and [b["id"] for b in (await r.json())["items"]] == ["b1"]
 
     await running(body)
 
@@ -124,7 +131,8 @@ async def test_do_not_call_add_and_list(running) -> None:
             assert r.status == 200 and (await r.json())["status"] == "already listed"
         async with http.get(f"{base}/accounts/acme/do-not-call") as r:
             listed = await r.json()
-        assert [(e["key"], e["reason"]) for e in listed] == [("+56911112222", "asked by phone")]
+        assert [(e["key"], e["reason"]) for e in listed["items"]] == [("+56911112222", "asked by phone")]
+        assert listed["next_cursor"] is None
         assert await DoNotCall.find({"account_id": "acme"}).count() == 1
         async with http.get(f"{base}/accounts/nobody/do-not-call") as r:
             assert r.status == 404
@@ -166,3 +174,204 @@ async def test_token_file_is_used_without_the_environment(db, mongo_uri, tmp_pat
 
         await drive(db, make_config(db, mongo_uri, tmp_path), clock, sim, body, within=30)
     assert seen == {"mode": 0o600, "with_file_token": 200, "with_other_token": 401}
+
+
+async def test_batches_and_do_not_call_lists_are_paginated(running) -> None:
+    async def body(inst: Instance, http: aiohttp.ClientSession, base: str, job: Job) -> None:
+        for i in range(2, 7):
+            await seed_batch(f"b{i}", [Person([f"+5691111{i:04d}"])] * i, CallSettings(days_of_week=[1]), SUNDAY)
+        seen, cursor, pages = [], None, 0
+        while True:
+            url = f"{base}/batches?limit=2" + (f"&cursor={cursor}" if cursor else "")
+            async with http.get(url) as r:
+                assert r.status == 200
+                page = await r.json()
+            assert len(page["items"]) <= 2
+            seen += page["items"]
+            pages += 1
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert pages == 3 and [b["id"] for b in seen] == [f"b{i}" for i in range(1, 7)]
+        # the runtime may be dialing some of them meanwhile: the totals per batch are fixed
+        assert [sum(b["jobs"].values()) for b in seen] == [1, 2, 3, 4, 5, 6]
+        async with http.get(f"{base}/batches") as r:  # default page holds them all
+            page = await r.json()
+            assert len(page["items"]) == 6 and page["next_cursor"] is None
+
+        keys = [f"+5699000{i:04d}" for i in range(5)]
+        for key in reversed(keys):
+            async with http.post(f"{base}/accounts/acme/do-not-call", json={"key": key}) as r:
+                assert r.status == 201
+        async with http.get(f"{base}/accounts/acme/do-not-call?limit=3") as r:
+            first = await r.json()
+        async with http.get(f"{base}/accounts/acme/do-not-call",
+                            params={"limit": "3", "cursor": first["next_cursor"]}) as r:
+            second = await r.json()
+        assert [e["key"] for e in first["items"] + second["items"]] == keys  # sorted by key
+        assert second["next_cursor"] is None
+
+    await running(body)
+
+
+async def test_page_parameters_are_validated(running) -> None:
+    async def body(inst: Instance, http: aiohttp.ClientSession, base: str, job: Job) -> None:
+        for path in ("/batches", "/accounts/acme/do-not-call"):
+            for query, needle in (("limit=0", "limit"), ("limit=1001", "limit"), ("limit=abc", "'abc'"),
+                                  ("limit=-1", "limit"), ("limit=1&limit=2", "limit"),
+                                  ("cursor=%%%", "cursor"), ("cursor=_w", "cursor"), ("page=2", "'page'")):
+                async with http.get(f"{base}{path}?{query}") as r:
+                    assert r.status == 422, (path, query)
+                    assert needle in (await r.json())["error"], (path, query)
+
+    await running(body)
+
+
+async def test_settings_put_and_patch_merge_and_keep_the_preset(running) -> None:
+    async def body(inst: Instance, http: aiohttp.ClientSession, base: str, job: Job) -> None:
+        with capture_logs() as logs:
+            async with http.patch(f"{base}/batches/b1/settings", json={"max_attempts": 3}) as r:
+                assert r.status == 200
+                got = await r.json()
+        assert got["changes"] == {"max_attempts": {"before": 6, "after": 3}}
+        assert got["call_settings"]["days_of_week"] == [1] and got["call_settings"]["max_attempts"] == 3
+        changed = [e for e in logs if e["event"] == "settings_changed"]
+        assert changed and changed[0]["log_level"] == "warning" and changed[0]["batch_id"] == "b1"
+        assert not any(e["event"] == "preset_changed" for e in logs)
+
+        with capture_logs() as logs:
+            async with http.put(f"{base}/batches/b1/settings", json={"preset": "chile"}) as r:
+                assert r.status == 200
+                got = await r.json()
+        assert got["changes"]["preset"] == {"before": "none", "after": "chile"}
+        assert [(e["before"], e["after"]) for e in logs if e["event"] == "preset_changed"] == [("none", "chile")]
+        # a later partial update, by PUT or PATCH, leaves the preset alone
+        for method, patch in (("PUT", {"ring_timeout_s": 40}), ("PATCH", {"retry_delay_min": {"no_answer": 90}})):
+            async with http.request(method, f"{base}/batches/b1/settings", json=patch) as r:
+                assert r.status == 200
+                assert "preset" not in (await r.json())["changes"]
+        stored = (await Batch.get("b1")).call_settings
+        assert (stored.preset.value, stored.max_attempts, stored.ring_timeout_s) == ("chile", 3, 40)
+        assert stored.retry_delay_min.no_answer == 90 and stored.retry_delay_min.voicemail == 120
+        # turning it off only when named
+        async with http.patch(f"{base}/batches/b1/settings", json={"preset": "none"}) as r:
+            assert r.status == 200 and (await r.json())["changes"]["preset"]["after"] == "none"
+        # the same body again: nothing changes, nothing is logged
+        with capture_logs() as logs:
+            async with http.patch(f"{base}/batches/b1/settings", json={"preset": "none"}) as r:
+                assert r.status == 200 and (await r.json())["changes"] == {}
+        assert not [e for e in logs if e["event"] == "settings_changed"]
+
+    await running(body)
+
+
+async def test_account_limits_are_set_validated_and_shown(running) -> None:
+    async def body(inst: Instance, http: aiohttp.ClientSession, base: str, job: Job) -> None:
+        for payload, field in (({"max_concurrent_calls": 0}, "max_concurrent_calls"),
+                               ({"max_concurrent_calls": 10_001}, "max_concurrent_calls"),
+                               ({"max_concurrent_calls": None}, "max_concurrent_calls"),
+                               ({"max_concurrent_calls": "5"}, "max_concurrent_calls"),
+                               ({"daily_call_limit": 0}, "daily_call_limit"),
+                               ({"daily_call_limit": 10**7 + 1}, "daily_call_limit"),
+                               ({"daily_call_limit": 10**40}, "daily_call_limit"),
+                               ({"daily_call_limit": True}, "daily_call_limit"),
+                               ({"max_calls": 5}, "max_calls")):
+            async with http.patch(f"{base}/accounts/acme/settings", json=payload) as r:
+                assert r.status == 422, payload
+                assert field in (await r.json())["error"], payload
+        async with http.put(f"{base}/accounts/acme/settings",
+                            json={"max_concurrent_calls": 7, "daily_call_limit": 500}) as r:
+            assert r.status == 200
+            got = await r.json()
+        assert got["changes"] == {"max_concurrent_calls": {"before": 20, "after": 7},
+                                  "daily_call_limit": {"before": None, "after": 500}}
+        async with http.patch(f"{base}/accounts/acme/settings", json={"daily_call_limit": None}) as r:
+            assert r.status == 200
+        async with http.get(f"{base}/accounts/acme") as r:
+            shown = await r.json()
+        assert (shown["max_concurrent_calls"], shown["daily_call_limit"]) == (7, None)
+        account = await Account.get("acme")
+        assert (account.max_concurrent_calls, account.daily_call_limit) == (7, None)
+        async with http.patch(f"{base}/accounts/nobody/settings", json={"max_concurrent_calls": 2}) as r:
+            assert r.status == 404
+
+    await running(body)
+
+
+# --- the server itself: connections, limits, start-up warnings --------------------------------------
+
+
+class _Scheduler:
+    def tell_nowait(self, msg: object) -> bool:
+        return True
+
+
+@asynccontextmanager
+async def _bare_api(host: str = "127.0.0.1", token: str = "t" * 32, **limits: float) -> AsyncIterator[ControlApi]:
+    """The control endpoint alone, on loopback, with the given limits (the database fixture set up)."""
+    api = ControlApi(token=token, scheduler_ref=_Scheduler(), webhooks=WebhookReceiver(None, API_KEY),  # type: ignore[arg-type]
+                     instance_id="bare", clock=SimClock(SUNDAY), **limits)  # type: ignore[arg-type]
+    await api.start(host, 0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(api.serve_forever)
+        try:
+            yield api
+        finally:
+            tg.cancel_scope.cancel()
+
+
+async def _closed_within(stream: anyio.abc.SocketStream, seconds: float) -> bytes:
+    """Everything the server sends until it closes the connection; fails after ``seconds``."""
+    received = b""
+    with anyio.fail_after(seconds):
+        try:
+            while True:
+                received += await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError):
+            return received
+
+
+async def test_a_silent_half_sent_request_is_closed_by_the_server(db) -> None:
+    async with _bare_api(keepalive_timeout_s=1.0) as api:
+        async with await anyio.connect_tcp("127.0.0.1", api.port) as stream:
+            await stream.send(b"GET /heal")  # half a request line, then nothing
+            assert await _closed_within(stream, 10) == b""
+        async with await anyio.connect_tcp("127.0.0.1", api.port) as stream:
+            await stream.send(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # headers never finished
+            assert await _closed_within(stream, 10) == b""
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{api.port}/health") as r:
+            assert r.status == 200  # and the server serves on
+
+
+async def test_a_body_that_never_arrives_times_out_and_excess_requests_are_refused(db) -> None:
+    await Account(id="acme").insert()
+    token = "t" * 32
+    async with _bare_api(token=token, request_timeout_s=1.5, max_concurrent_requests=1) as api:
+        async with await anyio.connect_tcp("127.0.0.1", api.port) as stream:
+            await stream.send(f"POST /accounts/acme/topup HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                              "Content-Type: application/json\r\nContent-Length: 20\r\n\r\n{\"cents\"".encode())
+            await anyio.sleep(0.3)
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{api.port}/health") as r:
+                assert r.status == 503 and "requests in progress" in (await r.json())["error"]
+            answer = b""
+            with anyio.fail_after(10):
+                while b"}" not in answer:
+                    answer += await stream.receive()
+        assert answer.startswith(b"HTTP/1.1 503") and b"not completed within 1.5 s" in answer
+        assert b"Connection: close" in answer  # the half-read body cannot carry another request
+        assert (await Account.get("acme")).balance_cents == 0
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{api.port}/health") as r:
+            assert r.status == 200
+
+
+async def test_start_warns_about_an_exposed_host_and_a_short_token(db) -> None:
+    with capture_logs() as logs:
+        async with _bare_api(host="0.0.0.0", token="short"):
+            pass
+    events = {e["event"]: e for e in logs if e["log_level"] == "warning"}
+    assert events["control_endpoint_exposed"]["host"] == "0.0.0.0"
+    assert events["control_token_short"]["chars"] == 5
+    with capture_logs() as logs:
+        async with _bare_api(host="127.0.0.1", token="x" * 24):
+            pass
+    assert not [e for e in logs if e["log_level"] == "warning"]

@@ -130,12 +130,20 @@ def plan_call(
     dynamic_variables: Mapping[str, str],
     ring_timeout_s: float = DEFAULT_RING_TIMEOUT_S,
     max_duration_s: float = DEFAULT_MAX_DURATION_S,
+    ring_s: float | None = None,
+    talk_s: float | None = None,
 ) -> CallPlan:
+    """``ring_s`` / ``talk_s`` fix the drawn durations (benchmarks: short or very long calls); the ring
+    and max-duration limits still cap them, and ``no_answer`` always rings the full timeout."""
     check_outcome(outcome)
     name = dynamic_variables.get("nombre") or dynamic_variables.get("name") or "cliente"
     if outcome in _NOT_CONNECTED:
         reason, (lo, hi) = _NOT_CONNECTED[outcome]
-        ring = ring_timeout_s if outcome == "no_answer" else min(rng.uniform(lo, hi), ring_timeout_s)
+        if outcome == "no_answer":
+            ring = ring_timeout_s
+        else:
+            drawn = rng.uniform(lo, hi)  # drawn even when fixed: the seeded stream stays the same
+            ring = min(drawn if ring_s is None else ring_s, ring_timeout_s)
         return CallPlan(
             outcome=outcome,
             connected=False,
@@ -150,8 +158,13 @@ def plan_call(
             collected={},
         )
     reason, (lo, hi) = _CONNECTED[outcome]
-    ring = min(rng.uniform(4.0, 15.0), ring_timeout_s)
+    drawn_ring = rng.uniform(4.0, 15.0)  # drawn even when fixed: the seeded stream stays the same
+    ring = min(drawn_ring if ring_s is None else ring_s, ring_timeout_s)
     talk = max_duration_s if outcome == "long_call" else rng.uniform(lo, hi)
+    if talk_s is not None:
+        talk = talk_s
+        if outcome == "long_call" and talk < max_duration_s:
+            reason = "user_hangup"  # a long call that ends on its own before the limit
     if talk >= max_duration_s:
         talk, reason = max_duration_s, "max_duration_reached"
     collected: dict[str, str] = {}
@@ -192,6 +205,23 @@ def plan_call(
         transcript=transcript,
         collected=collected,
     )
+
+
+def parse_talk_seconds(text: str) -> dict[str, float]:
+    """``success=2,long_call=86400`` → fixed talk seconds per connected outcome."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValueError(f"expected outcome=seconds, got {part!r}")
+        if name not in _CONNECTED:
+            raise ValueError(f"talk time applies to connected outcomes ({', '.join(_CONNECTED)}), got {name!r}")
+        seconds = float(value)
+        if not seconds >= 0:
+            raise ValueError(f"talk seconds of {name} must be >= 0, got {value.strip()!r}")
+        out[name] = seconds
+    return out
 
 
 def call_cost(duration_s: float) -> dict[str, Any]:

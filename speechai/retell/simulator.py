@@ -1,22 +1,30 @@
 """A Retell-compatible server for tests, the embedded default and benchmarks.
 
 Same endpoints, payloads, errors, webhooks and signatures as Retell's API, over real HTTP. Call state
-is computed lazily from timestamps of the injected clock on every read, and one background task per
-call posts the webhooks at its transitions. Outcomes are scripted per number or drawn from seeded rates.
+is computed lazily from timestamps of the injected clock on every read. Built to stay cheap at
+thousands of live calls: calls are indexed by id, idempotency key and metadata value; a heap of
+scheduled transitions (answer, end) keeps the set of live calls, so a create and the concurrency
+check are O(log n), and one timeline task posts the webhooks as the clock reaches each transition.
+Outcomes are scripted per number or drawn from seeded rates.
+
+Besides Retell's API it serves, without authentication: ``GET /_sim/dials`` (every placed dial),
+``GET /_sim/calls`` (each call's timeline in epoch ms) and ``GET /_sim/stats`` (request counters).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
+import heapq
 import json
 import os
 import random
 import re
 import secrets
-from collections import deque
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +44,7 @@ from speechai.retell.sim_outcomes import (
     OutcomeRates,
     call_cost,
     check_outcome,
+    parse_talk_seconds,
     plan_call,
 )
 
@@ -76,8 +85,9 @@ class DialRecord:
         }
 
 
-@dataclass
+@dataclass(eq=False)
 class _SimCall:
+    seq: int  # creation order: list-calls order and pagination
     call_id: str
     created_at: datetime
     plan: CallPlan
@@ -89,7 +99,9 @@ class _SimCall:
     dynamic_variables: dict[str, str]
     idempotency_key: str | None
     stopped_at: datetime | None = None
-    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    started_posted: bool = False  # the answer transition has been processed
+    finished: bool = False  # the end transition has been processed: no longer live
+    delivery: asyncio.Task[None] | None = None  # the latest webhook delivery (keeps per-call order)
 
     @property
     def connected(self) -> bool:
@@ -129,8 +141,19 @@ class _SimCall:
         if self.status(at) in ("ended", "not_connected"):
             return False
         self.stopped_at = at
-        self.stop_event.set()
         return True
+
+    def timeline(self, at: datetime) -> dict[str, Any]:
+        """Business-time milestones in epoch ms (for benchmarks: slot use, refill gaps)."""
+        return {
+            "call_id": self.call_id,
+            "outcome": self.plan.outcome,
+            "status": self.status(at),
+            "created_ms": _ms(self.created_at),
+            "answer_ms": _ms(self.answer_at) if self.connected else None,
+            "end_ms": _ms(self.end_at),
+            "metadata": self.metadata,
+        }
 
 
 def render_call(call: _SimCall, at: datetime, base_url: str, *, with_analysis: bool = True) -> dict[str, Any]:
@@ -215,6 +238,10 @@ class _Fault:
     after_create: bool
 
 
+# Heap entry of a scheduled transition: (business time, tie-break counter, kind, call).
+_Transition = tuple[datetime, int, str, _SimCall]
+
+
 class RetellSimulator:
     def __init__(
         self,
@@ -229,6 +256,8 @@ class RetellSimulator:
         known_agent_ids: Collection[str] | None = None,
         hang_seconds: float = 60.0,
         wall: Clock | None = None,
+        ring_s: float | None = None,
+        talk_s: Mapping[str, float] | None = None,
     ) -> None:
         self.api_key = api_key
         self.clock = clock
@@ -238,14 +267,28 @@ class RetellSimulator:
         self.dial_log = dial_log
         self.known_agent_ids = set(known_agent_ids) if known_agent_ids is not None else None
         self.hang_seconds = hang_seconds
+        # Fixed ring / talk seconds (per connected outcome) instead of drawn ones: short or long calls.
+        self.ring_s = ring_s
+        self.talk_s = dict(talk_s or {})
         # Signatures carry wall time (receivers check freshness against theirs), whatever the business clock.
         self.wall: Clock = wall or RealClock()
         self.payment_required = False
         self.dials: list[DialRecord] = []
         self.base_url = ""
+        self.peak_live_calls = 0
+        self.requests: Counter[str] = Counter()  # per endpoint
+        self.responses: Counter[tuple[str, int]] = Counter()  # per (endpoint, HTTP status)
+        self.webhooks: Counter[str] = Counter()  # posted / failed_attempts / dropped
         self._rng = random.Random(seed)
         self._calls: dict[str, _SimCall] = {}
+        self._order: list[_SimCall] = []  # creation order; a call's seq is its index here
         self._by_key: dict[str, _SimCall] = {}
+        self._key_expiry: deque[tuple[datetime, str, _SimCall]] = deque()  # creation order = expiry order
+        self._by_meta: dict[tuple[str, str], list[_SimCall]] = {}  # (key, string value) -> calls in seq order
+        self._live: set[str] = set()
+        self._timeline: list[_Transition] = []
+        self._ticks = 0
+        self._wake = asyncio.Event()
         self._scripts: dict[str, deque[str]] = {}
         self._faults: dict[str, deque[_Fault]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -275,8 +318,24 @@ class RetellSimulator:
         return {cid: render_call(c, now, self.base_url) for cid, c in self._calls.items()}
 
     def live_calls(self) -> int:
-        now = self.clock.now()
-        return sum(1 for c in self._calls.values() if c.status(now) in ("registered", "ongoing"))
+        self._advance(self.clock.now())
+        return len(self._live)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since start: what a benchmark divides by attempts (e.g. get-calls per attempt)."""
+        responses: dict[str, dict[str, int]] = {}
+        for (endpoint, status), n in sorted(self.responses.items()):
+            responses.setdefault(endpoint, {})[str(status)] = n
+        return {
+            "requests": dict(sorted(self.requests.items())),
+            "responses": responses,
+            "dials": len(self.dials),
+            "calls": len(self._calls),
+            "live_calls": self.live_calls(),
+            "peak_live_calls": self.peak_live_calls,
+            "concurrency_limit": self.concurrency_limit,
+            "webhooks": dict(sorted(self.webhooks.items())),
+        }
 
     # ----- lifecycle ---------------------------------------------------------------------------
 
@@ -284,15 +343,18 @@ class RetellSimulator:
         app = web.Application(middlewares=[self._auth])
         app.add_routes(
             [
-                web.post("/v2/create-phone-call", self._create_phone_call),
-                web.get("/v2/get-call/{call_id}", self._get_call),
-                web.post("/v2/stop-call/{call_id}", self._stop_call),
-                web.post("/v3/list-calls", self._list_calls),
-                web.get("/get-concurrency", self._get_concurrency),
+                web.post("/v2/create-phone-call", self._create_phone_call, name="create-phone-call"),
+                web.get("/v2/get-call/{call_id}", self._get_call, name="get-call"),
+                web.post("/v2/stop-call/{call_id}", self._stop_call, name="stop-call"),
+                web.post("/v3/list-calls", self._list_calls, name="list-calls"),
+                web.get("/get-concurrency", self._get_concurrency, name="get-concurrency"),
                 web.get("/_sim/dials", self._sim_dials),
+                web.get("/_sim/calls", self._sim_calls),
+                web.get("/_sim/stats", self._sim_stats),
             ]
         )
         self._closing = asyncio.Event()
+        self._wake = asyncio.Event()
         self._http = aiohttp.ClientSession()
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -300,6 +362,7 @@ class RetellSimulator:
         await site.start()
         bound_host, bound_port = self._runner.addresses[0][:2]
         self.base_url = f"http://{bound_host}:{bound_port}"
+        self._spawn(self._run_timeline())
         log.info("retell_simulator_started", base_url=self.base_url)
         return self.base_url
 
@@ -325,15 +388,26 @@ class RetellSimulator:
     ) -> None:
         await self.stop()
 
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     # ----- HTTP plumbing -----------------------------------------------------------------------
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/_sim/"):
+        endpoint = request.match_info.route.name
+        if endpoint is None:  # /_sim/ admin routes and unknown paths: neither authenticated nor counted
             return await handler(request)
+        self.requests[endpoint] += 1
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return _error(401, "Unauthorized: invalid or missing API key")
-        return await handler(request)
+            response: web.StreamResponse = _error(401, "Unauthorized: invalid or missing API key")
+        else:
+            response = await handler(request)
+        self.responses[(endpoint, response.status)] += 1
+        return response
 
     def _take_fault(self, endpoint: str) -> _Fault | None:
         queue = self._faults.get(endpoint)
@@ -381,6 +455,7 @@ class RetellSimulator:
             return _error(400, "idempotency_key must be a string")
 
         now = self.clock.now()
+        self._advance(now)  # ended calls free their place, expired keys are forgotten
         existing = self._by_key.get(key) if key else None
         if existing is not None and now - existing.created_at < IDEMPOTENCY_WINDOW:
             log.info("retell_sim_idempotent_repeat", call_id=existing.call_id, idempotency_key=key)
@@ -388,13 +463,11 @@ class RetellSimulator:
         else:
             if self.payment_required:
                 return _error(402, "no_valid_payment: no valid payment method on file")
-            if self.live_calls() >= self.concurrency_limit:
+            if len(self._live) >= self.concurrency_limit:
                 return _error(
                     429, f"concurrency_limit_reached: limit {self.concurrency_limit}", {"Retry-After": "1"}
                 )
-            call = self._place(
-                now, from_number, to_number, agent_id, body, metadata, variables, key
-            )
+            call = self._place(now, from_number, to_number, agent_id, body, metadata, variables, key)
         if fault is not None:
             return await self._fault_response(fault)  # the call exists; the caller never hears of it
         return web.json_response(render_call(call, now, self.base_url), status=201)
@@ -411,16 +484,20 @@ class RetellSimulator:
         key: str | None,
     ) -> _SimCall:
         override = body.get("agent_override") if isinstance(body.get("agent_override"), dict) else {}
+        outcome = self._next_outcome(to_number)
         plan = plan_call(
-            self._next_outcome(to_number),
+            outcome,
             self._rng,
             now=now,
             dynamic_variables=variables,
             ring_timeout_s=_override_ms(override, "ring_duration_ms") or DEFAULT_RING_TIMEOUT_S,
             max_duration_s=_override_ms(override, "max_call_duration_ms") or DEFAULT_MAX_DURATION_S,
+            ring_s=self.ring_s,
+            talk_s=self.talk_s.get(outcome),
         )
         version = body.get("override_agent_version")
         call = _SimCall(
+            seq=len(self._order),
             call_id=f"call_{secrets.token_hex(12)}",
             created_at=now,
             plan=plan,
@@ -432,9 +509,7 @@ class RetellSimulator:
             dynamic_variables=variables,
             idempotency_key=key,
         )
-        self._calls[call.call_id] = call
-        if key:
-            self._by_key[key] = call
+        self._index(call)
         record = DialRecord(call.call_id, to_number, from_number, key, metadata, now)
         self.dials.append(record)
         if self.dial_log is not None:
@@ -442,10 +517,23 @@ class RetellSimulator:
                 fh.write(json.dumps(record.to_json()) + "\n")
                 fh.flush()
         log.info("retell_sim_dial", call_id=call.call_id, to_number=to_number, outcome=plan.outcome)
-        task = asyncio.get_running_loop().create_task(self._drive(call))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
         return call
+
+    def _index(self, call: _SimCall) -> None:
+        """Register a new live call everywhere it is looked up, and schedule its transitions."""
+        self._calls[call.call_id] = call
+        self._order.append(call)
+        if call.idempotency_key:
+            self._by_key[call.idempotency_key] = call
+            self._key_expiry.append((call.created_at, call.idempotency_key, call))
+        for name, value in call.metadata.items():
+            if isinstance(value, str):
+                self._by_meta.setdefault((name, value), []).append(call)
+        self._live.add(call.call_id)
+        self.peak_live_calls = max(self.peak_live_calls, len(self._live))
+        if call.plan.connected:
+            self._schedule(call.answer_at, "answer", call)
+        self._schedule(call.natural_end, "end", call)
 
     def _next_outcome(self, to_number: str) -> str:
         script = self._scripts.get(to_number)
@@ -470,8 +558,11 @@ class RetellSimulator:
         if call is None:
             return _error(404, "Call not found")
         # Stopping a call that already ended is a no-op, so a max-duration guard never races the hang-up.
-        if call.stop(self.clock.now()):
+        now = self.clock.now()
+        if call.stop(now):
             log.info("retell_sim_stop", call_id=call.call_id)
+            self._schedule(now, "end", call)
+            self._advance(now)  # call_ended goes out at once, not at the next tick
         return web.Response(status=204)
 
     async def _list_calls(self, request: web.Request) -> web.Response:
@@ -488,26 +579,35 @@ class RetellSimulator:
         unsupported = set(criteria) - {"metadata"} if isinstance(criteria, dict) else {"?"}
         if unsupported:
             return _error(400, f"filter_criteria not supported by the simulator: {sorted(unsupported)}")
+        specs = criteria.get("metadata", [])
         try:
-            filters = [_metadata_filter(f) for f in criteria.get("metadata", [])]
+            filters = [_metadata_filter(f) for f in specs]
         except ValueError as exc:
             return _error(400, str(exc))
         limit = body.get("limit", 50)
         if not isinstance(limit, int) or not 1 <= limit <= 1000:
             return _error(400, "limit must be between 1 and 1000")
-        ordered = sorted(self._calls.values(), key=lambda c: c.created_at)
-        if body.get("sort_order", "descending") == "descending":
-            ordered.reverse()
-        matching = [c for c in ordered if all(f(c.metadata) for f in filters)]
-        start = 0
+
+        def matches(call: _SimCall) -> bool:
+            return all(f(call.metadata) for f in filters)
+
+        candidates = self._candidates(specs)
+        descending = body.get("sort_order", "descending") == "descending"
+        after: _SimCall | None = None
         cursor = body.get("pagination_key")
         if cursor is not None:
-            ids = [c.call_id for c in matching]
-            if cursor not in ids:
+            after = self._calls.get(cursor) if isinstance(cursor, str) else None
+            if after is None or not matches(after):
                 return _error(400, "Invalid pagination_key")
-            start = ids.index(cursor) + 1
-        page = matching[start : start + limit]
-        has_more = start + limit < len(matching)
+        page: list[_SimCall] = []
+        has_more = False
+        for call in _walk(candidates, after, descending):
+            if not matches(call):
+                continue
+            if len(page) == limit:
+                has_more = True
+                break
+            page.append(call)
         now = self.clock.now()
         return web.json_response(
             {
@@ -516,6 +616,15 @@ class RetellSimulator:
                 "pagination_key": page[-1].call_id if has_more and page else None,
             }
         )
+
+    def _candidates(self, specs: Iterable[Any]) -> list[_SimCall]:
+        """Calls that can match: the smallest index list of a string ``eq`` filter, else every call."""
+        lists = [
+            self._by_meta.get((spec["key"], spec["value"]), [])
+            for spec in specs
+            if spec.get("type") == "string" and spec.get("op") == "eq" and isinstance(spec.get("value"), str)
+        ]
+        return min(lists, key=len) if lists else self._order
 
     async def _get_concurrency(self, request: web.Request) -> web.Response:
         fault = self._take_fault("get-concurrency")
@@ -537,40 +646,93 @@ class RetellSimulator:
     async def _sim_dials(self, request: web.Request) -> web.Response:
         return web.json_response([d.to_json() for d in self.dials])
 
+    async def _sim_calls(self, request: web.Request) -> web.Response:
+        now = self.clock.now()
+        return web.json_response([c.timeline(now) for c in self._order])
+
+    async def _sim_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
     # ----- progression and webhooks ------------------------------------------------------------
 
-    async def _sleep_until_or_stopped(self, call: _SimCall, when: datetime) -> None:
-        async with anyio.create_task_group() as tg:
+    def _schedule(self, when: datetime, kind: str, call: _SimCall) -> None:
+        earliest = self._timeline[0][0] if self._timeline else None
+        self._ticks += 1
+        heapq.heappush(self._timeline, (when, self._ticks, kind, call))
+        if earliest is None or when < earliest:
+            self._wake.set()  # the timeline task sleeps until the old earliest: look again
 
-            async def sleeper() -> None:
-                await self.clock.sleep_until(when)
-                tg.cancel_scope.cancel()
+    def _advance(self, now: datetime) -> None:
+        """Apply every transition due by ``now``: the live set, the webhooks, expired idempotency keys."""
+        while self._timeline and self._timeline[0][0] <= now:
+            _, _, kind, call = heapq.heappop(self._timeline)
+            if call.finished:
+                continue  # e.g. the natural end of a call stopped earlier
+            if kind == "answer":
+                if call.connected and not call.started_posted:  # a stop while ringing: never connected
+                    call.started_posted = True
+                    self._deliver(call, [("call_started", render_call(call, call.answer_at, self.base_url))])
+                continue
+            call.finished = True
+            self._live.discard(call.call_id)
+            ended_at = call.end_at
+            self._deliver(call, [
+                ("call_ended", render_call(call, ended_at, self.base_url, with_analysis=False)),
+                ("call_analyzed", render_call(call, ended_at, self.base_url)),
+            ])
+        while self._key_expiry and now - self._key_expiry[0][0] >= IDEMPOTENCY_WINDOW:
+            _, key, call = self._key_expiry.popleft()
+            if self._by_key.get(key) is call:  # not a newer call placed under the same key
+                del self._by_key[key]
 
-            async def stopped() -> None:
-                await call.stop_event.wait()
-                tg.cancel_scope.cancel()
+    async def _run_timeline(self) -> None:
+        """One task for all calls: apply transitions as the clock reaches them (or when woken early)."""
+        while True:
+            try:
+                self._advance(self.clock.now())
+            except Exception:
+                log.exception("retell_sim_timeline_failed")
+            self._wake.clear()
+            next_at = self._timeline[0][0] if self._timeline else None
+            async with anyio.create_task_group() as tg:
 
-            tg.start_soon(sleeper)
-            tg.start_soon(stopped)
+                async def reached(when: datetime) -> None:
+                    await self.clock.sleep_until(when)
+                    tg.cancel_scope.cancel()
 
-    async def _drive(self, call: _SimCall) -> None:
-        try:
-            await self._drive_steps(call)
-        except Exception:
-            # One call's webhook trouble must not go unnoticed, nor touch other calls.
-            log.exception("retell_sim_call_task_failed", call_id=call.call_id)
+                async def woken() -> None:
+                    await self._wake.wait()
+                    tg.cancel_scope.cancel()
 
-    async def _drive_steps(self, call: _SimCall) -> None:
-        """Post the webhooks of one call at its transitions in business time."""
-        await self._sleep_until_or_stopped(call, call.answer_at)
-        if call.connected:
-            await self._post_event("call_started", render_call(call, call.answer_at, self.base_url))
-            await self._sleep_until_or_stopped(call, call.end_at)
-        # A stop can only bring the end forward, so wait for whichever end now holds.
-        await self.clock.sleep_until(call.end_at)
-        ended_at = call.end_at
-        await self._post_event("call_ended", render_call(call, ended_at, self.base_url, with_analysis=False))
-        await self._post_event("call_analyzed", render_call(call, ended_at, self.base_url))
+                if next_at is not None:
+                    tg.start_soon(reached, next_at)
+                tg.start_soon(woken)
+
+    def _deliver(self, call: _SimCall, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Post ``events`` in order, after any earlier delivery of the same call; calls do not wait on
+        each other, so one slow delivery delays only its own call."""
+        if not self.webhook_url or self._http is None:
+            return
+        previous = call.delivery
+
+        async def run() -> None:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+            try:
+                for event, payload in events:
+                    await self._post_event(event, payload)
+            except Exception:
+                # One call's webhook trouble must not go unnoticed, nor touch other calls.
+                log.exception("retell_sim_webhook_task_failed", call_id=call.call_id)
+
+        task = self._spawn(run())
+        call.delivery = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if call.delivery is done:
+                call.delivery = None
+
+        task.add_done_callback(forget)
 
     async def _post_event(self, event: str, call: dict[str, Any]) -> None:
         if not self.webhook_url or self._http is None:
@@ -586,15 +748,27 @@ class RetellSimulator:
                     self.webhook_url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
                 ) as resp:
                     if resp.status < 300:
+                        self.webhooks["posted"] += 1
                         return
                     reason = f"HTTP {resp.status}"
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = repr(exc)
+            self.webhooks["failed_attempts"] += 1
             log.warning(
                 "retell_sim_webhook_failed", webhook=event, call_id=call["call_id"], attempt=attempt, reason=reason
             )
             await anyio.sleep(0.05 * 2**attempt)  # real seconds: delivery, not business time
+        self.webhooks["dropped"] += 1
         log.error("retell_sim_webhook_dropped", webhook=event, call_id=call["call_id"])
+
+
+def _walk(calls: list[_SimCall], after: _SimCall | None, descending: bool) -> Iterator[_SimCall]:
+    """``calls`` (in seq order) from just past the cursor ``after`` in the requested direction."""
+    if descending:
+        stop = len(calls) if after is None else bisect.bisect_left(calls, after.seq, key=lambda c: c.seq)
+        return (calls[i] for i in range(stop - 1, -1, -1))
+    start = 0 if after is None else bisect.bisect_right(calls, after.seq, key=lambda c: c.seq)
+    return (calls[i] for i in range(start, len(calls)))
 
 
 def _metadata_filter(spec: Any) -> Any:
@@ -628,14 +802,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--api-key", default=os.environ.get("RETELL_API_KEY", "sim-key"))
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--webhook-url", default=None)
+    parser.add_argument("--concurrency", type=int, default=20, help="live calls at once before a 429 (default 20)")
+    parser.add_argument(
+        "--webhook-url", default=None, help="where call_started/call_ended/call_analyzed are posted, signed"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dial-log", type=Path, default=None, help="append one JSON line per placed dial")
     parser.add_argument(
         "--script", action="append", default=[], metavar="PHONE=outcome,outcome", help="repeatable"
     )
     parser.add_argument("--rates", default=None, help="e.g. success=0.3,no_answer=0.4,voicemail=0.3")
+    parser.add_argument(
+        "--ring-s", type=float, default=None,
+        help="fixed ring seconds before answer or give-up (no_answer rings the timeout)",
+    )
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default=None,
+        help="log to stderr at this level, personal data masked (default: unconfigured, every dial logged)",
+    )
+    parser.add_argument(
+        "--talk-s",
+        default=None,
+        metavar="OUTCOME=SECONDS,...",
+        help="fixed talk seconds per connected outcome, e.g. success=2 or long_call=86400 (capped by the call's max)",
+    )
 
 
 def parse_script(text: str) -> tuple[str, list[str]]:
@@ -657,6 +847,8 @@ def simulator_from_args(args: argparse.Namespace) -> RetellSimulator:
         rates=OutcomeRates.parse(args.rates) if args.rates else None,
         seed=args.seed,
         dial_log=args.dial_log,
+        ring_s=args.ring_s,
+        talk_s=parse_talk_seconds(args.talk_s) if args.talk_s else None,
     )
     for item in args.script:
         phone, outcomes = parse_script(item)
@@ -666,6 +858,10 @@ def simulator_from_args(args: argparse.Namespace) -> RetellSimulator:
 
 async def run_from_args(args: argparse.Namespace) -> None:
     """Serve until cancelled (SIGINT), printing the base URL once listening."""
+    if getattr(args, "log_level", None):
+        from speechai.logs import configure_logging
+
+        configure_logging(args.log_level, "console", "")
     sim = simulator_from_args(args)
     base_url = await sim.start(args.host, args.port)
     print(base_url, flush=True)

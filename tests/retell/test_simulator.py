@@ -18,6 +18,7 @@ from retell.types import PhoneCallResponse
 
 from actors.clock import Clock, RealClock, SimClock
 from speechai.retell.client import RetellClient
+from speechai.retell.errors import RateLimited
 from speechai.retell.sim_outcomes import OutcomeRates
 from speechai.retell.simulator import RetellSimulator, add_arguments, parse_script, run_from_args
 
@@ -275,3 +276,91 @@ async def test_cli_serves_until_cancelled(capsys: pytest.CaptureFixture[str], tm
             assert (await client.get_call(other["call_id"]))["disconnection_reason"] == "dial_no_answer"
         tg.cancel_scope.cancel()
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 2
+
+
+async def test_five_thousand_live_calls_bookkeeping(clock: SimClock) -> None:
+    """Indexes and the live-call set stay exact at scale: the limit holds to the call, each call is
+    found by its metadata, pages cover every call once, and ends and stops free exactly their places."""
+    n = 5000
+    async with RetellSimulator(api_key=API_KEY, clock=clock, concurrency_limit=n,
+                               rates=OutcomeRates.parse("long_call=1")) as sim:
+        async with RetellClient(sim.base_url, API_KEY, timeout_s=10.0) as client:
+            gate = anyio.Semaphore(32)
+            ids: dict[str, str] = {}
+
+            async def place(i: int) -> None:
+                async with gate:
+                    call = await dial(client, f"att-{i}", to=f"+5699{i:07d}",
+                                      metadata={"attempt_id": f"att-{i}", "batch_id": f"b{i % 2}"})
+                    ids[f"att-{i}"] = call["call_id"]
+
+            async with anyio.create_task_group() as tg:
+                for i in range(n):
+                    tg.start_soon(place, i)
+            assert len(set(ids.values())) == n and len(sim.dials) == n
+            with pytest.raises(RateLimited):
+                await dial(client, "att-over")
+            assert (await dial(client, "att-17"))["call_id"] == ids["att-17"]  # a repeat is not a new call
+            assert (await client.get_concurrency())["current_concurrency"] == n
+
+            async def find(key: str) -> None:
+                async with gate:
+                    found = await client.find_calls_by_metadata("attempt_id", key)
+                    assert [c["call_id"] for c in found] == [ids[key]]
+
+            async with anyio.create_task_group() as tg:
+                for key in ids:
+                    tg.start_soon(find, key)
+            odd = await client.find_calls_by_metadata("batch_id", "b1")
+            assert len(odd) == len({c["call_id"] for c in odd}) == n // 2
+
+            await client.stop_call(ids["att-0"])
+            assert (await client.get_concurrency())["current_concurrency"] == n - 1
+            extra = await dial(client, "att-extra")  # exactly one place was freed
+            with pytest.raises(RateLimited):
+                await dial(client, "att-extra2")
+            clock.advance(2 * 3600)  # every long call reaches its maximum duration
+            assert (await client.get_concurrency())["current_concurrency"] == 0
+            assert (await client.get_call(extra["call_id"]))["disconnection_reason"] == "max_duration_reached"
+            stats = sim.stats()
+    assert stats["dials"] == n + 1 and stats["peak_live_calls"] == n
+    assert stats["responses"]["create-phone-call"] == {"201": n + 2, "429": 2}
+
+
+async def test_fixed_durations_stats_and_call_timeline(clock: SimClock, receiver: Any) -> None:
+    async with hooked(clock, receiver.url, ring_s=1.0, talk_s={"success": 2.0, "long_call": 50.0}) as (sim, client):
+        sim.script(TO, "success")
+        sim.script("+56900000009", "long_call")
+        short = await dial(client, "att-short")
+        long = await dial(client, "att-long", to="+56900000009")
+        clock.advance(1.5)
+        assert (await client.get_call(short["call_id"]))["call_status"] == "ongoing"
+        clock.advance(1.5)
+        ended = await client.get_call(short["call_id"])
+        assert ended["call_status"] == "ended" and ended["duration_ms"] == 2000
+        assert (await client.get_call(long["call_id"]))["call_status"] == "ongoing"
+        clock.advance(60)
+        over = await client.get_call(long["call_id"])
+        assert (over["disconnection_reason"], over["duration_ms"]) == ("user_hangup", 50_000)
+        await receiver.wait_for(6)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{sim.base_url}/_sim/stats") as resp:
+                stats = await resp.json()
+            async with http.get(f"{sim.base_url}/_sim/calls") as resp:
+                timeline = await resp.json()
+    assert stats["requests"] == {"create-phone-call": 2, "get-call": 4}
+    assert stats["webhooks"] == {"posted": 6} and stats["live_calls"] == 0 and stats["peak_live_calls"] == 2
+    first = timeline[0]
+    assert first["call_id"] == short["call_id"] and first["status"] == "ended"
+    assert (first["answer_ms"] - first["created_ms"], first["end_ms"] - first["answer_ms"]) == (1000, 2000)
+    assert timeline[1]["end_ms"] - timeline[1]["answer_ms"] == 50_000
+
+
+def test_talk_seconds_parsing() -> None:
+    from speechai.retell.sim_outcomes import parse_talk_seconds
+
+    assert parse_talk_seconds("success=2, long_call=86400") == {"success": 2.0, "long_call": 86400.0}
+    with pytest.raises(ValueError, match="busy"):
+        parse_talk_seconds("busy=3")  # never connects: no talk time
+    with pytest.raises(ValueError, match="-1"):
+        parse_talk_seconds("success=-1")

@@ -43,8 +43,9 @@ class RetellConfig(_Section):
 
 
 class RuntimeConfig(_Section):
-    instance_id: str = ""  # empty: <hostname>-<pid>
-    concurrency: int = Field(20, ge=1, le=2000)
+    instance_id: str = ""  # empty: <hostname>-<digest of data_dir>, stable across restarts
+    # Calls in flight at once; a sanity bound only (each live call costs a few KB and one task).
+    concurrency: int = Field(20, ge=1, le=100_000)
     poll_interval_s: float = Field(10.0, gt=0)  # business seconds between get-call polls
     scheduler_interval_s: float = Field(60.0, gt=0)  # longest the scheduler sleeps without looking
     lease_ttl_s: float = Field(30.0, ge=1)  # real seconds; heartbeat renews at a third of it

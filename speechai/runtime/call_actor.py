@@ -8,6 +8,7 @@ from its last checkpoint, so the dial happens at most once per attempt id.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,8 +31,8 @@ from speechai.domain.windows import is_dialable, next_dialable
 from speechai.retell import errors as rerr
 from speechai.runtime.context import Runtime
 from speechai.runtime.faults import crash_point
-from speechai.runtime.gate import Admission, Refusal, add_do_not_call, admit, gate_person
-from speechai.store import accounts, slots
+from speechai.runtime.gate import Admission, Refusal, add_do_not_call, admit, gate_person, person_view
+from speechai.store import accounts
 from speechai.store.jobs import LostOwnership, checkpoint, save_call_payload, transition
 from speechai.store.models import (
     Account,
@@ -60,17 +61,49 @@ def _ms_to_dt(ms: Any) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, UTC) if isinstance(ms, int | float) and ms > 0 else None
 
 
+_STATUS_RANK = {"registered": 0, "ongoing": 1, "ended": 2, "not_connected": 2, "error": 2}
+
+
+def _later(current: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The more advanced of two views of one call: a late call_started never undoes a call_ended, and
+    an ended call without analysis never replaces one with it."""
+    rank_old = _STATUS_RANK.get(str(current.get("call_status")), 0)
+    rank_new = _STATUS_RANK.get(str(new.get("call_status")), 0)
+    if rank_new < rank_old or (rank_new == rank_old and current.get("call_analysis") is not None
+                               and new.get("call_analysis") is None):
+        return current
+    return new
+
+
 def _is_open(attempt: Attempt | None) -> bool:
     return attempt is not None and attempt.outcome is None and attempt.placed is not False
 
 
+def _rings_inside(settings: CallSettings, now: datetime) -> bool:
+    """Checked right before create-call: the window is open now and still open when the phone may
+    still be ringing, so a dial sent in the window's last moments never rings after it closed."""
+    return is_dialable(settings, now) and is_dialable(settings, now + timedelta(seconds=settings.ring_timeout_s))
+
+
+def has_open_attempt(job: Job) -> bool:
+    """The job's last attempt may have reached the provider and is not finished."""
+    return _is_open(job.current_attempt)
+
+
 class CallActor:
-    def __init__(self, rt: Runtime, job_id: Any) -> None:
+    """``job`` is the document as the claim read it back (saves a read); ``on_release`` hears of every
+    release after its checkpoint, so the scheduler's due index follows this instance's own writes."""
+
+    def __init__(self, rt: Runtime, job_id: Any, *, job: Job | None = None,
+                 on_release: Callable[[Job], None] | None = None, slot_held: bool = True) -> None:
         self.rt = rt
         self.job_id = job_id
         self.mailbox: Mailbox[CallEvent] = Mailbox(capacity=16)
         self.log = rt.log.bind(job_id=str(job_id))
         self.job: Job | None = None
+        self._claimed = job
+        self._on_release = on_release
+        self._slot_held = slot_held  # one of the account's concurrency slots is held for this actor
 
     async def run(self) -> None:
         self.rt.actors[str(self.job_id)] = self.mailbox.ref
@@ -83,12 +116,13 @@ class CallActor:
                 del self.rt.actors[str(self.job_id)]
 
     async def _run(self) -> None:
-        job = await Job.get(self.job_id)
+        # A restarted actor (after a crash of the previous one) reads the job fresh.
+        job, self._claimed = self._claimed or await Job.get(self.job_id), None
         if job is None or job.state != JobState.IN_FLIGHT or job.lease is None \
                 or job.lease.owner != self.rt.instance_id:
             return  # released or taken over meanwhile: nothing of ours to do
         self.job = job
-        batch = await Batch.get(job.batch_id)
+        batch = await self.rt.batches.get(job.batch_id)
         if batch is None:
             await self._release(JobState.FAILED, f"batch {job.batch_id} no longer exists", None)
             return
@@ -102,13 +136,12 @@ class CallActor:
             attempt = await self._open_attempt(admission)
         assert attempt is not None
         self.log = self.log.bind(attempt_id=attempt.attempt_id)
-        if resumed:
-            await self._hold_what_a_resumed_call_uses(job)
+        placed: dict[str, Any] | None = None
         if attempt.call_id is None:
-            call = await self._place(batch, settings, attempt, resumed=resumed)
-            if call is None:
+            placed = await self._place(batch, settings, attempt, resumed=resumed)
+            if placed is None:
                 return
-        call = await self._track(attempt, settings)
+        call = await self._track(attempt, settings, placed)
         await self._finish(attempt, settings, call)
 
     # --- gate -------------------------------------------------------------------------------------
@@ -124,21 +157,22 @@ class CallActor:
             at = next_dialable(settings, now)
             await self._release(JobState.RETRY, f"outside allowed hours; next window {at.isoformat()}", at)
             return None
-        account = await Account.get(job.account_id)
+        account = await self.rt.accounts.get(job.account_id)
         if account is not None and account.suspended_reason:
             await self._release(JobState.SUSPENDED, f"account suspended: {account.suspended_reason}", None)
             return None
-        if account is not None and not await self._hold_account_slot(account):
+        if not self._slot_held and account is not None:
             at = next_dialable(settings, now + timedelta(minutes=max(1, settings.retry_delay_min.capacity)))
             await self._release(JobState.RETRY, f"account at its limit of {account.max_concurrent_calls} "
                                                 f"concurrent calls; next try {at.isoformat()}", at)
             return None
-        if not await self._hold_person():
+        person = await person_view(job)
+        if person.busy:
             at = next_dialable(settings, now + timedelta(minutes=max(1, settings.retry_delay_min.capacity)))
             await self._release(JobState.RETRY, f"another call to this person is in progress; next try "
                                                 f"{at.isoformat()}", at)
             return None
-        if (refused := step_for_caps(await gate_person(job, settings, now), settings, now)) is not None:
+        if (refused := step_for_caps(await gate_person(job, settings, now, person), settings, now)) is not None:
             state = JobState.EXCLUDED if refused.action == "excluded" else JobState.RETRY
             await self._release(state, refused.reason, refused.next_try_at)
             return None
@@ -153,32 +187,6 @@ class CallActor:
             await self._release(admitted.state, admitted.reason, at)
             return None
         return admitted
-
-    async def _hold_account_slot(self, account: Account) -> bool:
-        """A new dial needs one of the account's concurrency slots. A claim comes with one; a job taken
-        over from a dead instance does not (the dead owner's slots were freed with the takeover)."""
-        job, rt = self._job, self.rt
-        scope, limit = f"account:{account.id}", account.max_concurrent_calls
-        if await slots.holds(scope, str(job.id), rt.now_ms()):
-            return True
-        await slots.ensure_slots(scope, limit)
-        return await slots.acquire(scope, limit, str(job.id), rt.instance_id, rt.lease_until_ms(), rt.now_ms())
-
-    async def _hold_what_a_resumed_call_uses(self, job: Job) -> None:
-        """A call taken over from a dead instance lost its account and person slots with the takeover;
-        take them back where free, so new dials of the account or the person still count this call."""
-        account = await Account.get(job.account_id)
-        if account is not None:
-            await self._hold_account_slot(account)
-        await self._hold_person()
-
-    async def _hold_person(self) -> bool:
-        """One call at a time per person across the account's batches, so the person's history read by
-        the caps is complete: a one-slot scope per person, held by this job until it is released."""
-        job, rt = self._job, self.rt
-        scope = f"person:{job.account_id}:{job.person_key}"
-        await slots.ensure_slots(scope, 1)
-        return await slots.acquire(scope, 1, str(job.id), rt.instance_id, rt.lease_until_ms(), rt.now_ms())
 
     # --- attempt ----------------------------------------------------------------------------------
 
@@ -211,7 +219,9 @@ class CallActor:
             age = (self.rt.clock.now() - attempt.created_at).total_seconds()
             if age > self.rt.limits.idempotency_window_s:
                 break  # a re-send could dial again: ask the provider instead
-            if resumed and not is_dialable(settings, self.rt.clock.now()):
+            if not _rings_inside(settings, self.rt.clock.now()):
+                if not uncertain:  # nothing was sent: the window closed during the checks before it
+                    return await self._window_closed(attempt, settings)
                 break  # the window closed meanwhile: a re-send could be a first dial out of hours
             try:
                 call = await self.rt.retell.create_phone_call(
@@ -239,6 +249,18 @@ class CallActor:
             return await self._placed(attempt, call)
         return await self._resolve_unknown(attempt, settings)
 
+    async def _window_closed(self, attempt: Attempt, settings: CallSettings) -> None:
+        """Re-checked right before create-call: never dial after the window closed."""
+        now = self.rt.clock.now()
+        at = next_dialable(settings, now + timedelta(seconds=settings.ring_timeout_s))
+        attempt.placed, attempt.counted, attempt.outcome = False, False, "not_placed"
+        attempt.error = "window closed before the call was sent"
+        was_settled, attempt.settled = attempt.settled, True
+        await self._release(JobState.RETRY, f"outside allowed hours; next window {at.isoformat()}", at)
+        if not was_settled:
+            await self._give_back(attempt)
+        return None
+
     async def _refused(self, exc: rerr.RetellError, batch: Batch, settings: CallSettings,
                        attempt: Attempt) -> None:
         """The provider answered create-call with a refusal and no call of this attempt exists."""
@@ -255,6 +277,7 @@ class CallActor:
 
     async def _placed(self, attempt: Attempt, call: dict[str, Any]) -> dict[str, Any]:
         attempt.call_id = str(call["call_id"])
+        attempt.placed_at = self.rt.clock.now()
         attempt.placed = True
         attempt.counted = True
         attempt.call_status = call.get("call_status")
@@ -310,25 +333,30 @@ class CallActor:
 
     # --- tracking ---------------------------------------------------------------------------------
 
-    async def _track(self, attempt: Attempt, settings: CallSettings) -> dict[str, Any]:
-        """Poll (woken early by webhooks) until the call is final; never abandon a live call."""
+    async def _track(self, attempt: Attempt, settings: CallSettings,
+                     call: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Follow the call until it is final: from its webhooks while they arrive (polling only when one
+        is overdue, then with back-off), else by polling every ``poll_interval_s``; never abandon a
+        live call. ``call`` is what create-call answered, if this actor placed it."""
         assert attempt.call_id is not None
         limits, clock = self.rt.limits, self.rt.clock
         stopped = False
         ended_seen: datetime | None = None
+        quiet = 0  # polls in a row since the last webhook of this call
         while True:
-            try:
-                call = await self.rt.retell.get_call(attempt.call_id)
-            except TRANSIENT as exc:
-                self.log.warning("get_call_failed", error=str(exc))
-                await self._wait(limits.poll_interval_s)
-                continue
-            except rerr.NotFound:
-                # The provider gave us this id but no longer knows it: classify it as a provider error
-                # (retried later) rather than crash and be taken over forever.
-                self.log.error("call_unknown_to_provider", call_id=attempt.call_id)
-                return {"call_id": attempt.call_id, "call_status": "error",
-                        "disconnection_reason": "error_unknown_call"}
+            if call is None:
+                try:
+                    call = await self.rt.retell.get_call(attempt.call_id)
+                except TRANSIENT as exc:
+                    self.log.warning("get_call_failed", error=str(exc))
+                    await self._wait(limits.poll_interval_s)
+                    continue
+                except rerr.NotFound:
+                    # The provider gave us this id but no longer knows it: classify it as a provider error
+                    # (retried later) rather than crash and be taken over forever.
+                    self.log.error("call_unknown_to_provider", call_id=attempt.call_id)
+                    return {"call_id": attempt.call_id, "call_status": "error",
+                            "disconnection_reason": "error_unknown_call"}
             status = call.get("call_status")
             if status == "ongoing":
                 crash_point("tracking")
@@ -348,17 +376,42 @@ class CallActor:
                         stopped = True
                     except rerr.RetellError as exc:
                         self.log.warning("stop_call_failed", error=str(exc))
-            await self._wait(limits.poll_interval_s)
+            event = await self._wait(self._patience(call, settings, quiet, ended_seen))
+            if event is not None and str(event.call.get("call_id")) == attempt.call_id:
+                call, quiet = _later(call, event.call), 0
+            else:
+                call, quiet = None, quiet + 1  # nothing came in time: ask the provider
 
-    async def _wait(self, seconds: float) -> None:
-        """Sleep one poll interval of business time, or until a webhook for this call arrives."""
+    def _patience(self, call: dict[str, Any], settings: CallSettings, quiet: int,
+                  ended_seen: datetime | None) -> float:
+        """Business seconds to wait for this call's next webhook before polling it."""
+        limits, now = self.rt.limits, self.rt.clock.now()
+        if not self.rt.webhooks_arriving():
+            return limits.poll_interval_s
+        if quiet:  # a webhook is overdue: poll with back-off
+            return min(limits.poll_interval_s * 2 ** min(quiet, 16), limits.webhook_poll_max_s)
+        status = call.get("call_status")
+        if status == "ended" and ended_seen is not None:  # waiting for call_analyzed
+            return max(1.0, limits.analysis_wait_s - (now - ended_seen).total_seconds())
+        started = _ms_to_dt(call.get("start_timestamp"))
+        if status == "ongoing" and started is not None:  # at the latest, when it must be stopped
+            deadline = started + timedelta(seconds=settings.max_call_duration_s + limits.stop_grace_s)
+            return max(1.0, (deadline - now).total_seconds() + 1.0)
+        # registered: it rings at most ring_timeout_s before it is answered or not
+        return settings.ring_timeout_s + limits.poll_interval_s
+
+    async def _wait(self, seconds: float) -> CallEvent | None:
+        """Sleep up to ``seconds`` of business time, or until a webhook for this call arrives; a burst
+        of webhooks is drained and the most advanced one returned."""
         with anyio.move_on_after(self.rt.clock.real_seconds(seconds)):
-            await self.mailbox.receive()
-            while True:  # drain bursts: one re-fetch covers them all
+            event = await self.mailbox.receive()
+            while True:
                 try:
-                    self.mailbox.receive_nowait()
+                    nxt = self.mailbox.receive_nowait()
                 except anyio.WouldBlock:
-                    break
+                    return event
+                event = CallEvent(nxt.event, _later(event.call, nxt.call))
+        return None
 
     # --- result -----------------------------------------------------------------------------------
 
@@ -399,7 +452,7 @@ class CallActor:
             # (never a double refund).
             # Shielded: a graceful shutdown must not cut between the settled mark and the money.
             with anyio.CancelScope(shield=True):
-                account = await Account.get(job.account_id)
+                account = await self.rt.accounts.get(job.account_id)
                 plan = account.plan if account is not None else Plan.UNLIMITED
                 delta_cents, delta_ms = settle(plan.value, reserved_cents=attempt.reserved_cents,
                                                reserved_ms=attempt.reserved_ms,
@@ -456,10 +509,9 @@ class CallActor:
         if next_try_at is not None:
             job.next_try_at = next_try_at
         job.lease = None
-        # Slots first, while the job is still ours: once the checkpoint lands the scheduler may claim it
-        # again at once, and a release after that would free the new claim's slots.
-        await slots.release(str(job.id), owner=self.rt.instance_id)
         await checkpoint(job)
+        if self._on_release is not None:
+            self._on_release(job)
         self.log.info("job_released", state=state.value, reason=reason)
 
     async def _give_back(self, attempt: Attempt) -> None:
@@ -476,9 +528,11 @@ class CallActor:
     async def _suspend_account(self, reason: str) -> None:
         await Account.get_pymongo_collection().update_one(
             {"_id": self._job.account_id}, {"$set": {"suspended_reason": reason}})
+        self.rt.forget_cached()
         self.log.error("account_suspended", account_id=self._job.account_id, reason=reason)
 
     async def _pause_batch(self, batch: Batch, reason: str) -> None:
         await Batch.get_pymongo_collection().update_one(
             {"_id": batch.id}, {"$set": {"status": BatchStatus.PAUSED.value, "status_reason": reason}})
+        self.rt.forget_cached()
         self.log.error("batch_paused", batch_id=batch.id, reason=reason)

@@ -11,6 +11,9 @@ import structlog
 from actors.clock import Clock, RealClock
 from actors.mailbox import ActorRef
 from speechai.retell.client import RetellClient
+from speechai.runtime.doc_cache import DocCache
+from speechai.runtime.quota_keeper import QuotaKeeper
+from speechai.store.models import Account, Batch
 
 
 @dataclass
@@ -26,6 +29,13 @@ class RuntimeLimits:
     create_retries: int = 4
     analysis_wait_s: float = 300.0  # how long to wait for call_analysis after a call ended
     stop_grace_s: float = 30.0  # past max_call_duration before we stop the call ourselves
+    # Webhooks count as arriving while one came within this many real seconds; a live call is then
+    # polled rarely (with back-off up to ``webhook_poll_max_s`` business seconds) instead of every
+    # ``poll_interval_s``.
+    webhook_silence_s: float = 60.0
+    webhook_poll_max_s: float = 300.0
+    resync_interval_s: float = 2.0  # real seconds between due-index resyncs with the database
+    cache_ttl_s: float = 1.0  # real seconds a cached batch/account document is trusted
 
 
 @dataclass
@@ -41,6 +51,30 @@ class Runtime:
     # job id -> mailbox of the call actor that holds it (webhooks are routed through this)
     actors: dict[str, ActorRef[Any]] = field(default_factory=dict)
     done: anyio.Event | None = None
+    generation: int = 0
+    quotas: QuotaKeeper = field(init=False)
+    batches: DocCache[Batch] = field(init=False)
+    accounts: DocCache[Account] = field(init=False)
+    last_webhook_wall: float | None = None  # wall-clock seconds of the last verified webhook
+    view_epoch: int = 0  # bumped by every change this instance makes to a batch or account
+
+    def __post_init__(self) -> None:
+        self.quotas = QuotaKeeper(self.instance_id, self.lease_until_ms, self.now_ms)
+        self.batches = DocCache(Batch, self.limits.cache_ttl_s)
+        self.accounts = DocCache(Account, self.limits.cache_ttl_s)
+
+    def webhooks_arriving(self) -> bool:
+        last = self.last_webhook_wall
+        return last is not None and self.wall.now().timestamp() - last < self.limits.webhook_silence_s
+
+    def note_webhook(self) -> None:
+        self.last_webhook_wall = self.wall.now().timestamp()
+
+    def forget_cached(self) -> None:
+        """A batch or account changed (an operator, a suspension): the next decision reads it fresh."""
+        self.view_epoch += 1
+        self.batches.forget()
+        self.accounts.forget()
 
     def lease_until_ms(self) -> int:
         return self.now_ms() + int(self.limits.lease_ttl_s * 1000)

@@ -8,41 +8,71 @@ from datetime import datetime
 
 from pymongo.errors import DuplicateKeyError
 
+from actors.batcher import Batcher
 from speechai.domain.caps import CapVerdict, ContactEvent, check_person_caps, policy_for
 from speechai.domain.credits import estimate_reservation
 from speechai.domain.outcomes import OutcomeClass
 from speechai.domain.settings import CallSettings
 from speechai.domain.windows import local_date, next_local_midnight
 from speechai.store.accounts import give_back_daily, reserve, take_daily
-from speechai.store.models import Account, DoNotCall, Job, JobState, Plan
+from speechai.store.models import Account, DoNotCall, Job, JobState, Plan, dnc_id
+
+
+async def _listed(items: list[tuple[str, tuple[str, ...]]]) -> list[bool]:
+    """For each (account, keys): whether any key is on the account's do-not-call list; one ``_id $in``
+    read for every dial of the moment."""
+    ids = sorted({dnc_id(account_id, k) for account_id, keys in items for k in keys})
+    found = {raw["_id"] async for raw in DoNotCall.get_pymongo_collection().find({"_id": {"$in": ids}}, {"_id": 1})}
+    return [any(dnc_id(account_id, k) in found for k in keys) for account_id, keys in items]
+
+
+_dnc_reads: Batcher[tuple[str, tuple[str, ...]], bool] = Batcher(_listed)
 
 
 async def is_do_not_call(job: Job) -> bool:
     keys = [job.person_key, *(p.number for p in job.phones)]
     if job.national_id:
         keys.append(job.national_id)
-    return await DoNotCall.find({"account_id": job.account_id, "key": {"$in": keys}}).count() > 0
+    return await _dnc_reads.submit((job.account_id, tuple(keys)))
 
 
-async def person_events(job: Job) -> tuple[list[ContactEvent], bool]:
-    """Every placed attempt to this person in the account, and whether any succeeded."""
+@dataclass(frozen=True)
+class PersonView:
+    """The person's placed attempts across the account, whether any succeeded, and whether another of
+    their jobs is in flight right now."""
+
+    events: list[ContactEvent]
+    has_success: bool
+    busy: bool
+
+
+async def person_view(job: Job) -> PersonView:
+    """One read of every job of this person in the account.
+
+    It also keeps one call at a time per person: every job is marked in flight by its claim before its
+    actor reads this, so of two jobs of one person claimed at once, at least one sees the other and
+    waits; neither dials while the other's call is live."""
     events: list[ContactEvent] = []
-    success = False
-    async for other in Job.find({"account_id": job.account_id, "person_key": job.person_key}):
+    success = busy = False
+    # one equality read: the embedded server answers `$in` and `$or` on this field with a scan
+    async for other in Job.find({"person_key": job.person_key, "account_id": job.account_id}):
         success = success or other.state == JobState.DONE
+        busy = busy or (other.id != job.id and other.state == JobState.IN_FLIGHT)
         for a in other.attempts:
             if a.placed:
-                events.append(ContactEvent(at=a.created_at, counted=a.counted,
+                # the dial happened no later than create-call's answer: a rolling window counted from
+                # there never lets the next dial come early
+                events.append(ContactEvent(at=a.placed_at or a.created_at, counted=a.counted,
                                            answered=a.outcome == OutcomeClass.CONVERSATION.value,
                                            success=bool(a.success)))
                 success = success or bool(a.success)
-    return events, success
+    return PersonView(events, success, busy)
 
 
-async def gate_person(job: Job, settings: CallSettings, now: datetime) -> CapVerdict:
-    events, has_success = await person_events(job)
-    return check_person_caps(events, policy_for(settings), now=now, tz=settings.tz,
-                             do_not_call=await is_do_not_call(job), has_success=has_success)
+async def gate_person(job: Job, settings: CallSettings, now: datetime, view: PersonView | None = None) -> CapVerdict:
+    view = view or await person_view(job)
+    return check_person_caps(view.events, policy_for(settings), now=now, tz=settings.tz,
+                             do_not_call=await is_do_not_call(job), has_success=view.has_success)
 
 
 @dataclass(frozen=True)

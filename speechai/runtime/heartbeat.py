@@ -1,4 +1,5 @@
-"""Lease heartbeat: one bulk write per interval renews every job this instance holds."""
+"""Lease heartbeat: per interval, one bulk write renews every job this instance holds, and the
+concurrency grants are renewed (and shrunk to what is used plus headroom)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from bson import ObjectId
 from pymongo.errors import ConnectionFailure
 
 from speechai.runtime.context import Runtime
-from speechai.store import slots
 from speechai.store.jobs import renew_leases
 
 
@@ -28,8 +28,9 @@ class Heartbeat:
         while True:
             held, until = list(self.held()), self.rt.lease_until_ms()
             try:
-                await renew_leases(self.rt.instance_id, [ObjectId(j) for j in held], until)
-                await slots.renew(self.rt.instance_id, held, until)
+                rt = self.rt
+                await renew_leases(rt.instance_id, rt.generation, [ObjectId(j) for j in held], until)
+                await rt.quotas.renew()
             except ConnectionFailure as exc:
                 # Leases may lapse during an outage; actors then find their checkpoints fenced off.
                 self.rt.log.warning("heartbeat_database_unavailable", error=str(exc))

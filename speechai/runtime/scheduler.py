@@ -1,20 +1,24 @@
 """The scheduler actor: decides which jobs are due and starts a call actor for each, within limits.
 
-A job is started only when its batch is active, the batch's window is open, its ``next_try_at``
-has come, the account is not suspended and a concurrency slot (global and per account) is free.
-Between decisions it sleeps until the earliest moment something can change, or until a message
-(a call finished, an operator action) arrives. It never spins on out-of-hours jobs.
+A job is started only when its batch is active, the batch's window is open, its next-try time has
+come, the account is not suspended, and a slot is free (this instance's concurrency, and the
+account's provider concurrency shared by every instance). Due jobs come from an in-memory index
+(``DueIndex``), not from a database scan; a claim is a bulk point update that re-checks state and time.
+On start it first re-adopts the jobs an earlier process of the same instance id held, and on every
+resync it takes over other instances' expired leases in bulk, ahead of new claims. Between decisions it
+sleeps until the earliest moment something can change, or until a message (a call finished, an
+operator action) arrives. It never spins on out-of-hours jobs.
 """
 
 from __future__ import annotations
 
-import uuid
+import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
+from typing import Any
 
 import anyio
-from bson import ObjectId
 from pymongo.errors import ConnectionFailure
 
 from actors.clock import SimClock
@@ -22,11 +26,11 @@ from actors.mailbox import Mailbox
 from actors.supervisor import RestartPolicy, Supervisor
 from speechai.domain.settings import CallSettings
 from speechai.domain.windows import fmt_local, is_dialable, next_dialable
-from speechai.runtime.call_actor import CallActor
+from speechai.runtime.call_actor import CallActor, has_open_attempt
 from speechai.runtime.context import Runtime
-from speechai.store import slots
-from speechai.store.jobs import claim_due, claim_expired
-from speechai.store.models import CLAIMABLE_STATES, DUE_STATES, Account, Batch, BatchStatus, Job, JobState
+from speechai.runtime.due_index import DueIndex
+from speechai.store import jobs as job_store
+from speechai.store.models import CLAIMABLE_STATES, DUE_STATES, Account, Batch, BatchStatus, Job, JobState, epoch_ms
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,19 @@ class Wake:
 
 
 SchedulerMsg = CallFinished | Wake
-BUSY_RETRY_S = 0.25  # real seconds between looks while due jobs wait for a free slot
+BUSY_RETRY_S = 0.25  # real seconds between looks while due jobs wait for a slot held by another instance
+# Resyncs read jobs written since the last one minus this margin: clocks of instances differ a little.
+SYNC_SKEW_MS = 5_000
+WAITING = {s.value for s in CLAIMABLE_STATES}
+GLOBAL = "global"
+
+
+def account_scope(account_id: str) -> str:
+    return f"account:{account_id}"
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 class Scheduler:
@@ -49,11 +65,17 @@ class Scheduler:
         self.rt = rt
         self.calls = calls
         self.until_done = until_done
-        self.mailbox: Mailbox[SchedulerMsg] = Mailbox(capacity=1000)
+        self.mailbox: Mailbox[SchedulerMsg] = Mailbox(capacity=10_000)
         self.in_flight: dict[str, str] = {}  # job id -> name of the call actor holding it
-        self._slot_scopes: set[str] = set()
+        self.index = DueIndex()
+        self._loaded: set[str] = set()  # batches whose waiting jobs are in the index
+        self._scope_of: dict[str, str] = {}  # call actor name -> account slot scope it holds
         self._started = 0
-        self._waiting: dict[str, str | None] = {}  # batch id -> waiting reason last written to its jobs
+        self._waiting: dict[str, str | None] = {}  # batch id -> waiting reason last written to it
+        self._synced_ms = 0  # wall ms at the start of the last resync
+        self._next_sync = 0.0  # monotonic seconds
+        self._view: tuple[float, list[Batch], dict[str, str]] | None = None
+        self._view_epoch = -1
         self.log = rt.log.bind(actor="scheduler")
 
     @property
@@ -61,6 +83,7 @@ class Scheduler:
         return self.mailbox.ref
 
     async def run(self) -> None:
+        await self._retrying(self.readopt)
         while True:
             try:
                 wake_at = await self.fill()
@@ -82,15 +105,23 @@ class Scheduler:
             cap = now + timedelta(seconds=self.rt.limits.scheduler_interval_s)
             await self._receive_until(min(wake_at, cap) if wake_at else cap)
 
+    async def _retrying(self, step: Any) -> None:
+        while True:
+            try:
+                return await step()
+            except ConnectionFailure as exc:
+                self.log.warning("database_unavailable", error=str(exc))
+                await anyio.sleep(1.0)
+
     async def _receive_until(self, when: datetime) -> None:
         # Waiting messages first: under a zero timeout receive() is cancelled before it looks, so with
         # every slot busy and more jobs due the scheduler would never see its calls finish.
         if self._drain():
             return
         delay = self.rt.clock.real_seconds(max(0.0, (when - self.rt.clock.now()).total_seconds()))
-        # Something is due but could not start (no slot free here or across instances): wait for a call
-        # to finish or a short while instead of spinning on the database.
-        with anyio.move_on_after(delay if delay > 0 else BUSY_RETRY_S):
+        # Until the next resync at most: other instances' changes and expired leases show up there.
+        delay = min(delay, max(0.0, self._next_sync - time.monotonic())) if delay > 0 else BUSY_RETRY_S
+        with anyio.move_on_after(max(delay, 0.005)):
             self._handle(await self.mailbox.receive())
             self._drain()
 
@@ -105,23 +136,96 @@ class Scheduler:
 
     def _handle(self, msg: SchedulerMsg) -> None:
         if isinstance(msg, CallFinished):
+            if (scope := self._scope_of.pop(msg.child, None)) is not None:
+                self.rt.quotas.free(scope)
+                self.rt.quotas.free(GLOBAL)
             if self.in_flight.get(msg.job_id) == msg.child:  # not a newer actor of the same job
                 del self.in_flight[msg.job_id]
+        else:  # an operator changed something: read it fresh, and resync now
+            self.rt.forget_cached()
+            self._view = None
+            self._next_sync = 0.0
+
+    def released(self, job: Job) -> None:
+        """A call actor of this instance wrote its job's new state: the index follows at once."""
+        if job.batch_id in self._loaded:
+            self.index.apply({"_id": job.id, "batch_id": job.batch_id, "state": job.state.value,
+                              "next_try_ms": epoch_ms(job.next_try_at)}, WAITING)
+
+    # --- recovery ---------------------------------------------------------------------------------
+
+    async def readopt(self) -> None:
+        """Before anything new: every job an earlier process of this instance id was running."""
+        rt = self.rt
+        mine = await job_store.readopt_own(rt.instance_id, rt.generation, rt.lease_until_ms())
+        for job in mine:
+            await self._start(job, resumed=True)
+        if mine:
+            self.log.warning("jobs_readopted", count=len(mine))
+
+    async def _take_over_expired(self) -> None:
+        """Other instances' expired leases, in bulk, ahead of new claims (capped by free slots)."""
+        rt = self.rt
+        free = self._free_slots()
+        if free <= 0:
+            return
+        ids = await job_store.expired_leases(rt.now_ms(), free)
+        for job in await job_store.take_over(ids, rt.instance_id, rt.generation, rt.lease_until_ms(), rt.now_ms()):
+            self.log.warning("lease_taken_over", job_id=str(job.id))
+            await self._start(job, resumed=True)
+
+    # --- due index --------------------------------------------------------------------------------
+
+    async def _load_batch(self, batch_id: str) -> None:
+        async for row in job_store.waiting_rows(batch_id):
+            self.index.apply(row, WAITING)
+        self._loaded.add(batch_id)
+
+    async def _resync(self) -> None:
+        start = self.rt.now_ms()
+        async for row in job_store.changed_since(self._synced_ms - SYNC_SKEW_MS):
+            if row["batch_id"] in self._loaded and str(row["_id"]) not in self.in_flight:
+                self.index.apply(row, WAITING)
+        self._synced_ms = start
+        await self._take_over_expired()
+        self._next_sync = time.monotonic() + self.rt.limits.resync_interval_s
+
+    async def _current_view(self) -> tuple[list[Batch], dict[str, str]]:
+        """Active and paused batches, and suspended accounts: re-read at most once per cache period."""
+        if (self._view is not None and self._view_epoch == self.rt.view_epoch
+                and time.monotonic() - self._view[0] < self.rt.limits.cache_ttl_s):
+            return self._view[1], self._view[2]
+        self._view_epoch = self.rt.view_epoch
+        batches = await Batch.find({"status": {"$in": [BatchStatus.ACTIVE.value, BatchStatus.PAUSED.value]}}
+                                   ).to_list()
+        # filtered here, not with $ne: None, which the embedded server also matches on missing fields
+        accounts = await Account.find_all().to_list()
+        suspended = {a.id: a.suspended_reason for a in accounts if a.suspended_reason}
+        for b in batches:  # the call actors read these next: one read serves them all
+            self.rt.batches.put(b.id, b)
+        for a in accounts:
+            self.rt.accounts.put(a.id, a)
+        for gone in self._loaded - {b.id for b in batches}:
+            self.index.drop_batch(gone)
+            self._loaded.discard(gone)
+        self._view = (time.monotonic(), batches, suspended)
+        return batches, suspended
 
     # --- decisions --------------------------------------------------------------------------------
 
     async def fill(self) -> datetime | None:
         """Start every call that may start now; return when the next one may become due."""
-        await self._take_over_expired()
+        await self.rt.quotas.trim()
+        if time.monotonic() >= self._next_sync:
+            await self._resync()
         now = self.rt.clock.now()
-        batches = await Batch.find({"status": {"$in": [BatchStatus.ACTIVE.value, BatchStatus.PAUSED.value]}}
-                                   ).to_list()
-        # filtered here, not with $ne: None, which the embedded server also matches on missing fields
-        suspended = {a.id: a.suspended_reason for a in await Account.find_all().to_list() if a.suspended_reason}
+        batches, suspended = await self._current_view()
         wake_at: datetime | None = None
         open_batches: list[tuple[Batch, CallSettings]] = []
         for batch in batches:
             settings = batch.call_settings.effective()
+            if batch.id not in self._loaded:
+                await self._load_batch(batch.id)
             if batch.status == BatchStatus.PAUSED:
                 await self._mark_waiting(batch, f"batch paused: {batch.status_reason or 'by operator'}")
                 continue
@@ -134,102 +238,111 @@ class Scheduler:
             else:
                 opens = next_dialable(settings, now, use_waves=False)
                 await self._mark_waiting(batch, f"outside allowed hours; window opens {fmt_local(settings, opens)}")
-            nxt = await self._next_due(batch, settings, now)
+            nxt = self._next_due(batch, settings, now)
             if nxt is not None and (wake_at is None or nxt < wake_at):
                 wake_at = nxt
         # Highest priority first; within a priority, batches take turns one job at a time.
         open_batches.sort(key=lambda bs: -bs[1].priority)
+        now_ms = epoch_ms(now)
         for _, group in groupby(open_batches, key=lambda bs: bs[1].priority):
             ring = [b for b, _ in group]
             while ring and self._free_slots() > 0:
-                for batch in list(ring):
-                    if self._free_slots() <= 0:
-                        break
-                    if not await self._claim(batch, now):
-                        ring.remove(batch)
+                # Turns across the ring until the free slots are spoken for, then one bulk claim.
+                picks: list[tuple[Any, str]] = []
+                while ring and len(picks) < self._free_slots():
+                    for batch in list(ring):
+                        if len(picks) >= self._free_slots():
+                            break
+                        if (job_id := await self._pick(batch, now_ms)) is None:
+                            ring.remove(batch)
+                        else:
+                            picks.append((job_id, account_scope(batch.account_id)))
+                if picks:
+                    await self._claim(picks, now_ms)
         return wake_at
 
+    async def _pick(self, batch: Batch, now_ms: int) -> Any | None:
+        """The batch's next due job, with an account slot held for it; None when it has none to give."""
+        first = self.index.earliest(batch.id)
+        if first is None or first > now_ms:
+            return None
+        account = await self.rt.accounts.get(batch.account_id)
+        limit = account.max_concurrent_calls if account is not None else self.rt.limits.concurrency
+        if not await self._take_global():
+            return None
+        if not await self.rt.quotas.take(account_scope(batch.account_id), limit):
+            self.rt.quotas.free(GLOBAL)
+            return None
+        return self.index.pop_due(batch.id, now_ms)
+
+    async def _take_global(self, *, force: bool = False) -> bool:
+        """The workspace's provider concurrency, shared by every instance (``runtime.concurrency``)."""
+        return await self.rt.quotas.take(GLOBAL, self.rt.limits.concurrency, force=force)
+
+    async def _claim(self, picks: list[tuple[Any, str]], now_ms: int) -> None:
+        rt = self.rt
+        won = await job_store.claim_many([job_id for job_id, _ in picks], rt.instance_id, rt.generation,
+                                         rt.lease_until_ms(), now_ms)
+        got = {str(job.id) for job in won}
+        for job_id, scope in picks:
+            if str(job_id) not in got:  # changed meanwhile (another instance, an operator): resync tells
+                rt.quotas.free(scope)
+                rt.quotas.free(GLOBAL)
+        for job in won:
+            self._start_child(job, account_scope(job.account_id))
+
     async def _mark_waiting(self, batch: Batch, reason: str | None) -> None:
-        """Record on the batch's waiting jobs why they are not being dialed (one bulk write per change)."""
+        """Record on the batch why its waiting jobs are not being dialed (one write per change)."""
         if self._waiting.get(batch.id, "") == reason:
             return
-        await Job.get_pymongo_collection().update_many(
-            {"batch_id": batch.id, "state": {"$in": [s.value for s in CLAIMABLE_STATES]}},
-            {"$set": {"waiting_reason": reason}})
+        await Batch.get_pymongo_collection().update_one({"_id": batch.id}, {"$set": {"waiting_reason": reason}})
         self._waiting[batch.id] = reason
 
-    async def _next_due(self, batch: Batch, settings: CallSettings, now: datetime) -> datetime | None:
-        first = await Job.find(
-            {"batch_id": batch.id, "state": {"$in": [s.value for s in CLAIMABLE_STATES]}}
-        ).sort("next_try_at").limit(1).to_list()
-        if not first:
+    def _next_due(self, batch: Batch, settings: CallSettings, now: datetime) -> datetime | None:
+        first = self.index.earliest(batch.id)
+        if first is None:
             return None
         # Waves shape when retries are scheduled, not when an already-due job may start.
-        return next_dialable(settings, max(first[0].next_try_at, now), use_waves=False)
+        return next_dialable(settings, max(_from_ms(first), now), use_waves=False)
 
     def _free_slots(self) -> int:
         return self.rt.limits.concurrency - len(self.in_flight)
 
-    async def _take_slots(self, holder: str, account_id: str | None) -> bool:
-        """A global slot and, when the account is known, one of the account's: both or neither."""
-        rt, until, now_ms = self.rt, self.rt.lease_until_ms(), self.rt.now_ms()
-        if "global" not in self._slot_scopes:
-            await slots.ensure_slots("global", rt.limits.concurrency)
-            self._slot_scopes.add("global")
-        if not await slots.acquire("global", rt.limits.concurrency, holder, rt.instance_id, until, now_ms):
-            return False
-        if account_id is None:
-            return True
-        account = await Account.get(account_id)
-        limit = account.max_concurrent_calls if account else rt.limits.concurrency
-        scope = f"account:{account_id}"
-        if scope not in self._slot_scopes:
-            await slots.ensure_slots(scope, limit)
-            self._slot_scopes.add(scope)
-        if not await slots.acquire(scope, limit, holder, rt.instance_id, until, now_ms):
-            await slots.release(holder)
-            return False
-        return True
+    async def _start(self, job: Job, *, resumed: bool) -> None:
+        """A job taken back from a dead process. A call it may have placed exists at the provider whatever
+        the limits say, so its slot is counted anyway; one that has yet to dial needs a free slot, and
+        without one its actor puts it back to wait."""
+        scope = account_scope(job.account_id)
+        account = await self.rt.accounts.get(job.account_id)
+        limit = account.max_concurrent_calls if account is not None else self.rt.limits.concurrency
+        live = resumed and has_open_attempt(job)
+        if not await self._take_global(force=live):
+            self._start_child(job, None)
+            return
+        if not await self.rt.quotas.take(scope, limit, force=live):
+            self.rt.quotas.free(GLOBAL)
+            self._start_child(job, None)
+            return
+        self._start_child(job, scope)
 
-    async def _claim(self, batch: Batch, now: datetime) -> bool:
-        holder = f"claim:{uuid.uuid4().hex}"
-        if not await self._take_slots(holder, batch.account_id):
-            return False
-        job = await claim_due(batch.id, self.rt.instance_id, self.rt.lease_until_ms(), now)
-        if job is None:
-            await slots.release(holder)
-            return False
-        await slots.rename_holder(holder, str(job.id))
-        self._start(str(job.id), job.account_id)
-        return True
-
-    async def _take_over_expired(self) -> None:
-        while self._free_slots() > 0:
-            holder = f"claim:{uuid.uuid4().hex}"
-            # The account is unknown until the job is claimed: a takeover resumes a call already
-            # counted against its account, so only the global slot is taken here.
-            if not await self._take_slots(holder, None):
-                return
-            job = await claim_expired(self.rt.instance_id, self.rt.lease_until_ms(), self.rt.now_ms())
-            if job is None:
-                await slots.release(holder)
-                return
-            await slots.release(str(job.id))  # whatever the dead owner held
-            await slots.rename_holder(holder, str(job.id))
-            self.log.warning("lease_taken_over", job_id=str(job.id))
-            self._start(str(job.id), job.account_id)
-
-    def _start(self, job_id: str, account_id: str) -> None:
+    def _start_child(self, job: Job, scope: str | None) -> None:
         # Unique child names: a released job can be claimed again before its previous actor has exited.
         self._started += 1
+        job_id = str(job.id)
         child = f"call-{job_id}-{self._started}"
         self.in_flight[job_id] = child
-        actor = CallActor(self.rt, ObjectId(job_id))
+        if scope is not None:
+            self._scope_of[child] = scope
+        self.index.discard(job.id)
+        actor = CallActor(self.rt, job.id, job=job, on_release=self.released, slot_held=scope is not None)
         self.calls.start_child(child, actor.run, policy=RestartPolicy.TRANSIENT,
                                on_exit=lambda name, exc: self.ref.tell_nowait(CallFinished(job_id, name)))
 
     async def _nothing_left(self) -> bool:
-        active = [b.id for b in await Batch.find({"status": BatchStatus.ACTIVE.value}).to_list()]
+        batches, _ = await self._current_view()
+        active = [b.id for b in batches if b.status == BatchStatus.ACTIVE]
         states = [s.value for s in (*DUE_STATES, JobState.IN_FLIGHT)]
-        return await Job.find({"batch_id": {"$in": active}, "state": {"$in": states}}).count() == 0
-
+        rows = await Job.get_pymongo_collection().aggregate(
+            [{"$match": {"batch_id": {"$in": active}, "state": {"$in": states}}}, {"$count": "n"}])
+        counted = [row async for row in rows]
+        return not counted or counted[0].get("n", 0) == 0  # MongoDB yields no row for zero, nx-27017 {n: 0}

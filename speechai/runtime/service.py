@@ -6,6 +6,7 @@ control endpoint → scheduler, heartbeat. Stop order is the reverse, the embedd
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import signal
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import structlog
 from pymongo.errors import ConnectionFailure
 
@@ -34,12 +36,21 @@ from speechai.runtime.control_api import ControlApi
 from speechai.runtime.heartbeat import Heartbeat
 from speechai.runtime.scheduler import Scheduler
 from speechai.runtime.webhooks import WebhookReceiver
+from speechai.store import quotas
 from speechai.store.db import connect
 from speechai.store.embedded import EmbeddedMongo
-from speechai.store.models import Job, JobState, Slot
+from speechai.store.instances import next_generation
+from speechai.store.models import Job, JobState
 
 log = structlog.get_logger("speechai")
 SHUTDOWN_GRACE_S = 10.0
+
+
+def default_instance_id(data_dir: Path) -> str:
+    """Stable across restarts, so a restarted process re-adopts its own calls at once: the host name and
+    a digest of the data directory (one instance per data directory: the embedded server locks it)."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
 
 
 def make_clock(config: Config) -> Clock:
@@ -56,17 +67,34 @@ def control_token(data_dir: Path) -> str:
         return token
     path = data_dir / "control-token"
     if path.exists():
+        if path.stat().st_mode & 0o077:  # written by an earlier version, or copied in by hand
+            path.chmod(0o600)
         return path.read_text().strip()
     token = secrets.token_urlsafe(24)
-    path.write_text(token)
-    path.chmod(0o600)
+    # Created 0600: never readable by another user, not even between a write and a chmod.
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(token)
     return token
 
 
 @asynccontextmanager
 async def database(config: Config) -> AsyncIterator[str]:
-    """Yield a MongoDB URI with Beanie initialised; the embedded server is stopped on exit."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    """Yield a MongoDB URI with Beanie initialised; the embedded server is stopped on exit.
+
+    The data directory is made private (0700). Under systemd (``NOTIFY_SOCKET`` set) an unreachable
+    MongoDB is waited for without end (back-off 0.5 s doubling to 30 s), each attempt logged and shown in
+    the unit's STATUS, so an outage during a restart delays the service instead of exhausting its start
+    limit; SIGTERM or SIGINT during the wait exits with status 128 + signal number, nothing having
+    started yet. Elsewhere (a terminal, ``speechai load``) a single attempt fails at once.
+    """
+    import threading
+
+    from pymongo import AsyncMongoClient
+
+    from speechai.store.db import Unreachable
+    from speechai.store.embedded import make_private_dir
+
+    make_private_dir(config.data_dir)
     embedded = None
     uri = config.mongo.uri
     if not uri:
@@ -74,7 +102,51 @@ async def database(config: Config) -> AsyncIterator[str]:
         uri = await anyio.to_thread.run_sync(embedded.start)
         log.info("embedded_mongo_started", uri=uri, data_dir=str(config.data_dir))
     try:
-        client = await connect(uri, config.mongo.database)
+        # Our own embedded server either answers now or is dead: nothing to wait for.
+        max_wait_s = None if systemd.supervised() and embedded is None else 0.0
+        waiting = anyio.Event()
+        client: AsyncMongoClient | None = None
+        failure: Exception | None = None
+        stopped_by: int | None = None
+
+        def on_wait(attempt: Unreachable) -> None:
+            waiting.set()
+            log.warning("database_unreachable", address=attempt.address, attempt=attempt.attempt,
+                        next_in_s=attempt.next_in_s, error=attempt.error)
+            systemd.notify(systemd.waiting_status(f"MongoDB at {attempt.address}", attempt.attempt,
+                                                  attempt.next_in_s))
+
+        async def wait_up(tg: anyio.abc.TaskGroup) -> None:
+            nonlocal client, failure
+            try:
+                client = await connect(uri, config.mongo.database, on_wait=on_wait, max_wait_s=max_wait_s)
+            except Exception as exc:  # raised below as itself, not wrapped in the task group's ExceptionGroup
+                failure = exc
+            tg.cancel_scope.cancel()
+
+        async def stop_on_signal(tg: anyio.abc.TaskGroup) -> None:
+            nonlocal stopped_by
+            await waiting.wait()  # only once waiting: a quick start leaves signal handling to the caller
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    stopped_by = signum
+                    tg.cancel_scope.cancel()
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_up, tg)
+            if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+                tg.start_soon(stop_on_signal, tg)
+        if failure is not None:
+            raise failure
+        if stopped_by is not None:
+            if client is not None:
+                await client.close()
+            log.warning("database_wait_stopped", signal=signal.Signals(stopped_by).name)
+            systemd.notify("STOPPING=1")
+            raise SystemExit(128 + stopped_by)
+        assert client is not None
+        systemd.notify("STATUS=running")
         try:
             if embedded is not None:
                 # The data-directory lock makes this the only instance: no load can be in progress.
@@ -98,11 +170,10 @@ class Instance:
 
 async def release_leases(instance_id: str) -> int:
     """On shutdown: expire our leases so the next start (of any instance) adopts the jobs at once.
-    Our concurrency slots are freed too, or the adopter would wait a lease TTL for a free one."""
+    Our concurrency grants go too, or the adopter would wait a lease TTL for them."""
     result = await Job.get_pymongo_collection().update_many(
         {"state": JobState.IN_FLIGHT.value, "lease.owner": instance_id}, {"$set": {"lease.until_ms": 0}})
-    await Slot.get_pymongo_collection().update_many(
-        {"owner": instance_id}, {"$set": {"holder": None, "owner": None, "until_ms": 0}})
+    await quotas.drop_grants(instance_id)
     return result.modified_count
 
 
@@ -118,7 +189,7 @@ async def run_instance(config: Config, *, until_done: bool = False,
     ``prepare`` runs once the database is up, before any actor starts (e.g. loading batches).
     A caller-owned, already started ``simulator`` (tests) is used as the provider and shares ``clock``."""
     clock = clock or make_clock(config)
-    instance_id = config.runtime.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+    instance_id = config.runtime.instance_id or default_instance_id(config.data_dir)
     stop = stop or anyio.Event()
     async with database(config):
         if prepare is not None:
@@ -158,7 +229,7 @@ async def _serve(config: Config, clock: Clock, retell: RetellClient, instance_id
                            cents_per_minute=config.retell.cents_per_minute)
     rt = Runtime(clock=clock, retell=retell, instance_id=instance_id, agent_id=config.retell.agent_id,
                  from_number=config.retell.from_number, limits=limits, done=anyio.Event(),
-                 log=log.bind(instance=instance_id))
+                 log=log.bind(instance=instance_id), generation=await next_generation(instance_id))
     async with Supervisor("calls", logger=rt.log) as calls, Supervisor("root", logger=rt.log) as root:
         scheduler = Scheduler(rt, calls, until_done=until_done)
         api = ControlApi(token=control_token(config.data_dir), scheduler_ref=scheduler.ref,
@@ -175,13 +246,14 @@ async def _serve(config: Config, clock: Clock, retell: RetellClient, instance_id
                               max_interval_s=watchdog)
         root.start_child("heartbeat", heartbeat.run)
         root.start_child("scheduler", scheduler.run, policy=RestartPolicy.TRANSIENT)
-        systemd.notify("READY=1")
-        rt.log.info("runtime_started", control_port=api.port, concurrency=limits.concurrency)
-        if on_ready is not None:
-            on_ready(Instance(rt=rt, api=api, scheduler=scheduler, simulator=simulator))
         async with anyio.create_task_group() as tg:
-            if handle_signals:
-                tg.start_soon(_wait_signal, stop)
+            if handle_signals:  # installed before READY: a SIGTERM from then on always stops gracefully
+                await tg.start(_wait_signal, stop)
+            systemd.notify("READY=1")
+            rt.log.info("runtime_started", control_port=api.port, concurrency=limits.concurrency,
+                        generation=rt.generation)
+            if on_ready is not None:
+                on_ready(Instance(rt=rt, api=api, scheduler=scheduler, simulator=simulator))
             tg.start_soon(_wait_event, rt.done, stop)
             await stop.wait()
             tg.cancel_scope.cancel()
@@ -198,8 +270,10 @@ async def _serve(config: Config, clock: Clock, retell: RetellClient, instance_id
             rt.log.info("runtime_stopped", leases_released=released)
 
 
-async def _wait_signal(stop: anyio.Event) -> None:
+async def _wait_signal(stop: anyio.Event, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                       ) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for _ in signals:
             stop.set()
             return

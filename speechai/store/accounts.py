@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
+from actors.batcher import Batcher
 from speechai.store.models import Account, DailyCounter, Plan
 
 
@@ -18,13 +20,25 @@ async def reserve(account_id: str, plan: Plan, cents: int, ms: int) -> bool:
     return result.modified_count == 1
 
 
+async def _apply_incs(ops: list[tuple[str, dict[str, int]]]) -> list[None]:
+    coll = Account.get_pymongo_collection()
+    if len(ops) == 1:
+        await coll.update_one({"_id": ops[0][0]}, {"$inc": ops[0][1]})
+    else:
+        await coll.bulk_write([UpdateOne({"_id": a}, {"$inc": inc}) for a, inc in ops], ordered=False)
+    return [None] * len(ops)
+
+
+_settlements: Batcher[tuple[str, dict[str, int]], None] = Batcher(_apply_incs)
+
+
 async def settle(account_id: str, *, reserved_cents: int, reserved_ms: int, delta_cents: int, delta_ms: int,
                  cost_cents: float) -> None:
-    """Release the reservation, refund what the call did not use, and add the real cost to spending."""
-    await Account.get_pymongo_collection().update_one(
-        {"_id": account_id},
-        {"$inc": {"reserved_cents": -reserved_cents, "reserved_ms": -reserved_ms, "balance_cents": delta_cents,
-                  "minutes_balance_ms": delta_ms, "spent_cents": round(cost_cents)}})
+    """Release the reservation, refund what the call did not use, and add the real cost to spending.
+    Settlements of one moment go out as one bulk write (each an unconditional ``$inc``)."""
+    await _settlements.submit((account_id, {
+        "reserved_cents": -reserved_cents, "reserved_ms": -reserved_ms, "balance_cents": delta_cents,
+        "minutes_balance_ms": delta_ms, "spent_cents": round(cost_cents)}))
 
 
 async def top_up(account_id: str, *, cents: int = 0, ms: int = 0) -> bool:

@@ -5,13 +5,14 @@ Indexes are declared for every query the runtime makes; the query that uses each
 
 from __future__ import annotations
 
+import time as _time
 from datetime import datetime, time
 from enum import StrEnum
 from typing import Any
 
 import pymongo
 from beanie import Document
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pymongo import IndexModel
 
 from speechai.domain.settings import CallSettings
@@ -77,6 +78,9 @@ class Batch(Document):
     source_file: str | None = None
     created_at: datetime
     status_reason: str | None = None
+    # why the batch's waiting jobs are not being dialed right now (window closed, paused, suspended);
+    # kept here, not on every job, so the scheduler never writes to a whole batch of jobs
+    waiting_reason: str | None = None
 
     class Settings:
         name = "batches"
@@ -103,6 +107,8 @@ class Attempt(BaseModel):
     placed: bool | None = None
     counted: bool = False
     call_id: str | None = None
+    # when create-call answered: the provider dialed no later than this (contact caps count from it)
+    placed_at: datetime | None = None
     call_status: str | None = None
     disconnection_reason: str | None = None
     started_at: datetime | None = None
@@ -128,6 +134,17 @@ class Attempt(BaseModel):
 class Lease(BaseModel):
     owner: str
     until_ms: int  # wall-clock epoch ms: an integer, so heartbeats can $set it safely
+    gen: int = 0  # the owner's generation: a restarted instance re-adopts its own jobs, fencing the old process
+    claim: str = ""  # token of the bulk claim that took the job, to read back exactly what was won
+
+
+def epoch_ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def wall_ms() -> int:
+    """Wall-clock epoch ms for change tracking between instances (not business time)."""
+    return int(_time.time() * 1000)
 
 
 class Transition(BaseModel):
@@ -152,14 +169,15 @@ class Job(Document):
     # random token of the last checkpoint: tells whether a write whose reply was lost was applied
     ckpt: str = ""
     next_try_at: datetime
+    # next_try_at as epoch ms: the embedded server answers integer ranges and sorts from an index only
+    next_try_ms: int = 0
+    # wall-clock ms of the last write: other instances resync their due index from it
+    sync_ms: int = Field(default_factory=wall_ms)
     attempts: list[Attempt] = Field(default_factory=list)
     attempts_counted: int = 0
     lease: Lease | None = None
     history: list[Transition] = Field(default_factory=list)
     last_reason: str | None = None
-    # why a waiting job is not being dialed right now (window closed, batch paused, account suspended);
-    # written by the scheduler for a whole batch at once, cleared when the job is claimed
-    waiting_reason: str | None = None
     load_id: str | None = None  # set while the loader that wrote it has not committed
     created_at: datetime
     updated_at: datetime
@@ -168,13 +186,22 @@ class Job(Document):
         name = "jobs"
         indexes = [
             IndexModel([("dedup_key", pymongo.ASCENDING)], unique=True),  # loader idempotency
-            # scheduler: due jobs of a batch, oldest first
-            IndexModel([("batch_id", pymongo.ASCENDING), ("state", pymongo.ASCENDING),
-                        ("next_try_at", pymongo.ASCENDING)]),
-            IndexModel([("lease.owner", pymongo.ASCENDING), ("state", pymongo.ASCENDING)]),  # heartbeat
+            # scheduler: a batch's waiting jobs, loaded into the due index when the batch appears
+            IndexModel([("batch_id", pymongo.ASCENDING), ("state", pymongo.ASCENDING)]),
+            IndexModel([("state", pymongo.ASCENDING), ("next_try_ms", pymongo.ASCENDING)]),  # due index load
+            IndexModel([("sync_ms", pymongo.ASCENDING)]),  # due index resync: jobs written since
+            IndexModel([("lease.owner", pymongo.ASCENDING), ("state", pymongo.ASCENDING)]),  # re-adoption
             IndexModel([("lease.until_ms", pymongo.ASCENDING)]),  # expired-lease takeover
-            IndexModel([("account_id", pymongo.ASCENDING), ("person_key", pymongo.ASCENDING)]),  # caps
+            IndexModel([("lease.claim", pymongo.ASCENDING)]),  # read back a bulk claim
+            # caps: a person's jobs. Single-field: the embedded server uses a compound index only when
+            # every one of its fields is matched (measured with explain(), tests/test_query_plans.py)
+            IndexModel([("person_key", pymongo.ASCENDING)]),
         ]
+
+    @model_validator(mode="after")
+    def _derived_times(self) -> Job:
+        self.next_try_ms = epoch_ms(self.next_try_at)
+        return self
 
     @property
     def current_attempt(self) -> Attempt | None:
@@ -202,13 +229,27 @@ class CallRecord(Document):
         ]
 
 
-class DoNotCall(Document):
-    """Account-level do-not-call entry, keyed by national id or E.164 phone."""
+def dnc_id(account_id: str, key: str) -> str:
+    return f"{account_id}:{key}"
 
+
+class DoNotCall(Document):
+    """Account-level do-not-call entry, keyed by national id or E.164 phone.
+
+    ``id`` is "<account>:<key>": the dial-time check is an ``_id $in`` lookup, the one multi-value
+    query the embedded server answers from an index (DESIGN.md section 6)."""
+
+    id: str = ""  # type: ignore[assignment]
     account_id: str
     key: str
     reason: str = ""
     added_at: datetime
+
+    @model_validator(mode="after")
+    def _keyed_id(self) -> DoNotCall:
+        if not self.id:
+            self.id = dnc_id(self.account_id, self.key)
+        return self
 
     class Settings:
         name = "do_not_call"
@@ -239,21 +280,33 @@ class DailyCounter(Document):
         name = "daily_counters"
 
 
-class Slot(Document):
-    """One concurrency slot of a scope (see ``store.slots``); ``until_ms`` in the past means free."""
+class QuotaGrant(BaseModel):
+    owner: str
+    n: int
+    until_ms: int
 
-    id: str  # type: ignore[assignment]  # "<scope>:<index>"
-    scope: str
-    index: int
-    holder: str | None = None  # job id holding it
-    owner: str | None = None  # instance id
-    until_ms: int = 0
+
+class Quota(Document):
+    """A provider concurrency limit shared by instances (``id``: "account:<id>"), held as leased blocks
+    (see ``store.quotas``); changed only by a replace conditional on ``version``."""
+
+    id: str  # type: ignore[assignment]
+    version: int = 0
+    grants: list[QuotaGrant] = Field(default_factory=list)
 
     class Settings:
-        name = "slots"
-        indexes = [IndexModel([("scope", pymongo.ASCENDING), ("until_ms", pymongo.ASCENDING)]),
-                   IndexModel([("holder", pymongo.ASCENDING)])]
+        name = "quotas"
 
 
-DOCUMENT_MODELS: list[type[Document]] = [Account, Batch, Job, CallRecord, DoNotCall, WebhookEvent, Slot,
-                                              DailyCounter]
+class InstanceRecord(Document):
+    """An instance id's generation, bumped at every start: fences an older process of the same id."""
+
+    id: str  # type: ignore[assignment]
+    generation: int = 0
+
+    class Settings:
+        name = "instances"
+
+
+DOCUMENT_MODELS: list[type[Document]] = [Account, Batch, Job, CallRecord, DoNotCall, WebhookEvent, Quota,
+                                          InstanceRecord, DailyCounter]

@@ -176,7 +176,7 @@ def test_sigterm_releases_leases_and_a_restart_finishes(campaign_factory) -> Non
     # calls in progress keep their call ids, so the next start re-adopts them instead of redialing
     assert any(j["attempts"][-1]["call_id"] for j in in_flight)
     with c.client() as client:
-        assert client[DB_NAME].slots.count_documents({"owner": "inst-a"}) == 0, "slots not freed"
+        assert client[DB_NAME].quotas.count_documents({"grants.owner": "inst-a"}) == 0, "concurrency not freed"
     restart = time.monotonic()
     c.finish(config)
     assert time.monotonic() - restart < 60  # released leases are adopted at once, not after 30 s

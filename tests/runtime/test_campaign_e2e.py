@@ -12,7 +12,7 @@ from actors.clock import SimClock
 from speechai.domain.settings import CallSettings, HourRange, RetryDelays
 from speechai.domain.windows import is_dialable
 from speechai.retell.simulator import RetellSimulator
-from speechai.store.models import BatchStatus, CallRecord, Job, JobState
+from speechai.store.models import Batch, BatchStatus, CallRecord, Job, JobState
 from tests.runtime.harness import API_KEY, Person, make_config, run_campaign, script, seed_batch
 
 SCL = ZoneInfo("America/Santiago")
@@ -111,7 +111,8 @@ async def test_paused_batch_is_not_dialed(db, mongo_uri, tmp_path, sim, sim_cloc
     assert [d.to_number for d in sim.dials] == ["+56977777777"]
     waiting = await Job.get(held.id)
     assert waiting.state == JobState.PENDING
-    assert waiting.waiting_reason is not None and "paused" in waiting.waiting_reason
+    batch = await Batch.get("paused")
+    assert batch.waiting_reason is not None and "paused" in batch.waiting_reason
 
 
 async def test_nobody_is_dialed_outside_allowed_hours(db, mongo_uri, tmp_path, sim_clock) -> None:

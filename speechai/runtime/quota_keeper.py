@@ -1,0 +1,71 @@
+"""This instance's side of the shared provider concurrency: slots taken and freed in memory, out of
+blocks leased from the database (``store.quotas``) only when the grant runs out, and renewed, grown or
+shrunk on the heartbeat."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from speechai.store import quotas
+
+BLOCK = 16  # at most this many slots are held beyond current use
+
+
+@dataclass
+class _Scope:
+    limit: int
+    granted: int = 0
+    in_use: int = 0
+
+    @property
+    def headroom(self) -> int:
+        # Small limits are shared slot by slot, or one instance's spare slots would starve the others.
+        return min(BLOCK, self.limit // 10)
+
+
+class QuotaKeeper:
+    def __init__(self, owner: str, lease_until_ms: Callable[[], int], now_ms: Callable[[], int]) -> None:
+        self.owner = owner
+        self._until = lease_until_ms
+        self._now = now_ms
+        self._scopes: dict[str, _Scope] = {}
+
+    def in_use(self, scope: str) -> int:
+        s = self._scopes.get(scope)
+        return 0 if s is None else s.in_use
+
+    async def take(self, scope: str, limit: int, *, force: bool = False) -> bool:
+        """One slot of ``scope``; ``force`` counts a call that exists anyway (a resumed one)."""
+        s = self._scopes.setdefault(scope, _Scope(limit))
+        s.limit = limit
+        if s.in_use >= s.granted or s.granted > limit:
+            want = min(limit, s.in_use + 1 + s.headroom)
+            s.granted = await quotas.set_grant(scope, self.owner, want=want, keep=s.in_use + (1 if force else 0),
+                                               limit=limit, until_ms=self._until(), now_ms=self._now())
+        if s.in_use < s.granted or force:
+            s.in_use += 1
+            return True
+        return False
+
+    def free(self, scope: str) -> None:
+        s = self._scopes.get(scope)
+        if s is not None and s.in_use > 0:
+            s.in_use -= 1
+
+    async def trim(self) -> None:
+        """Hand back what is held beyond use plus headroom (after calls finished), so other instances
+        get it now rather than at the next heartbeat."""
+        for scope, s in list(self._scopes.items()):
+            if s.granted > s.in_use + s.headroom:
+                s.granted = await quotas.set_grant(scope, self.owner, want=s.in_use + s.headroom, keep=s.in_use,
+                                                   limit=s.limit, until_ms=self._until(), now_ms=self._now())
+
+    async def renew(self) -> None:
+        """Heartbeat: keep what is used plus headroom, hand the rest back."""
+        for scope, s in list(self._scopes.items()):
+            want = min(s.limit, s.in_use + s.headroom) if s.in_use else 0
+            if want == 0 and s.granted == 0:
+                continue
+            s.granted = await quotas.set_grant(scope, self.owner, want=want, keep=s.in_use, limit=s.limit,
+                                               until_ms=self._until(), now_ms=self._now())

@@ -1,0 +1,67 @@
+"""Provider concurrency shared by instances, held as leased blocks instead of a document per call.
+
+A scope (``account:<id>``) is one document listing each instance's grant ``{owner, n, until_ms}``.
+An instance asks for a block when its grant runs out, renews it on its heartbeat and shrinks it when
+idle; calls take and free slots of the grant in memory. Every change is a replace conditional on the
+document's integer version, so two instances never hold more than the limit between them; a dead
+instance's grant simply expires.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from speechai.store.models import Quota
+
+CONFLICT_RETRIES = 8
+
+
+def _live(doc: dict[str, Any], now_ms: int) -> list[dict[str, Any]]:
+    return [g for g in doc.get("grants", []) if g["until_ms"] >= now_ms]
+
+
+async def set_grant(scope: str, owner: str, *, want: int, keep: int, limit: int, until_ms: int,
+                    now_ms: int) -> int:
+    """Set ``owner``'s grant to ``want`` slots, or as many as the limit leaves free but never below
+    ``keep`` (slots its calls already use: those calls exist whatever the limit says). Returns the grant."""
+    coll = Quota.get_pymongo_collection()
+    for _ in range(CONFLICT_RETRIES):
+        doc = await coll.find_one({"_id": scope})
+        if doc is None:
+            try:
+                await coll.insert_one({"_id": scope, "version": 0, "grants": []})
+            except DuplicateKeyError:
+                pass
+            continue
+        others = [g for g in _live(doc, now_ms) if g["owner"] != owner]
+        free = max(0, limit - sum(g["n"] for g in others))
+        n = max(keep, min(want, free))
+        grants = others + ([{"owner": owner, "n": n, "until_ms": until_ms}] if n > 0 else [])
+        result = await coll.replace_one({"_id": scope, "version": doc["version"]},
+                                        {"version": doc["version"] + 1, "grants": grants})
+        if result.matched_count == 1:
+            return n
+    return keep  # contended: keep what we have and ask again on the next need
+
+
+async def drop_grants(owner: str) -> None:
+    """On shutdown: hand every slot back at once instead of letting the grants expire."""
+    coll = Quota.get_pymongo_collection()
+    async for doc in coll.find({"grants.owner": owner}, {"_id": 1}):
+        for _ in range(CONFLICT_RETRIES):
+            current = await coll.find_one({"_id": doc["_id"]})
+            if current is None:
+                break
+            grants = [g for g in current["grants"] if g["owner"] != owner]
+            result = await coll.replace_one({"_id": doc["_id"], "version": current["version"]},
+                                            {"version": current["version"] + 1, "grants": grants})
+            if result.matched_count == 1:
+                break
+
+
+async def held(scope: str, now_ms: int) -> int:
+    """Slots granted to live instances in ``scope``."""
+    doc = await Quota.get_pymongo_collection().find_one({"_id": scope})
+    return 0 if doc is None else sum(g["n"] for g in _live(doc, now_ms))

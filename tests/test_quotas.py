@@ -1,0 +1,66 @@
+"""Concurrency shared by instances as leased blocks: never more than the limit between owners, a dead
+owner's grant expires, shutdown hands it back; the keeper takes and frees slots in memory."""
+
+from __future__ import annotations
+
+import asyncio
+
+from speechai.runtime.quota_keeper import QuotaKeeper
+from speechai.store import quotas
+
+NOW = 1_800_000_000_000
+
+
+async def test_concurrent_owners_never_hold_more_than_the_limit(db) -> None:
+    got = await asyncio.gather(*(quotas.set_grant("account:a", f"inst{i}", want=3, keep=0, limit=5,
+                                                  until_ms=NOW + 30_000, now_ms=NOW) for i in range(6)))
+    assert sum(got) <= 5 and max(got) <= 3
+    assert await quotas.held("account:a", NOW) == sum(got)
+
+
+async def test_a_dead_owners_grant_expires_and_is_granted_again(db) -> None:
+    assert await quotas.set_grant("account:a", "dead", want=2, keep=0, limit=2, until_ms=NOW + 1_000,
+                                  now_ms=NOW) == 2
+    assert await quotas.set_grant("account:a", "alive", want=2, keep=0, limit=2, until_ms=NOW + 31_000,
+                                  now_ms=NOW + 500) == 0
+    # the dead instance stopped renewing: after its lease the slots are free again
+    assert await quotas.set_grant("account:a", "alive", want=2, keep=0, limit=2, until_ms=NOW + 32_000,
+                                  now_ms=NOW + 1_001) == 2
+
+
+async def test_keep_counts_calls_that_exist_whatever_the_limit(db) -> None:
+    await quotas.set_grant("account:a", "other", want=1, keep=0, limit=1, until_ms=NOW + 30_000, now_ms=NOW)
+    assert await quotas.set_grant("account:a", "me", want=1, keep=1, limit=1, until_ms=NOW + 30_000,
+                                  now_ms=NOW) == 1
+    assert await quotas.held("account:a", NOW) == 2  # over the limit: no new dial until it drops
+
+
+async def test_drop_grants_frees_an_owners_slots_at_once(db) -> None:
+    await quotas.set_grant("account:a", "me", want=2, keep=0, limit=2, until_ms=NOW + 30_000, now_ms=NOW)
+    await quotas.set_grant("global", "me", want=1, keep=0, limit=4, until_ms=NOW + 30_000, now_ms=NOW)
+    await quotas.drop_grants("me")
+    assert await quotas.held("account:a", NOW) == 0 and await quotas.held("global", NOW) == 0
+
+
+async def test_keeper_takes_in_memory_within_its_block_and_two_keepers_share_the_limit(db) -> None:
+    now = [NOW]
+    a = QuotaKeeper("a", lambda: now[0] + 30_000, lambda: now[0])
+    b = QuotaKeeper("b", lambda: now[0] + 30_000, lambda: now[0])
+    took_a = [await a.take("account:x", 3) for _ in range(3)]
+    assert took_a == [True, True, True]
+    assert not await b.take("account:x", 3)  # a holds all three
+    a.free("account:x")
+    await a.trim()  # a hands back what it no longer uses
+    assert await b.take("account:x", 3)
+    assert not await a.take("account:x", 3)
+    assert await quotas.held("account:x", now[0]) == 3
+    assert a.in_use("account:x") == 2 and b.in_use("account:x") == 1
+
+
+async def test_a_resumed_call_is_counted_even_past_the_limit(db) -> None:
+    k = QuotaKeeper("a", lambda: NOW + 30_000, lambda: NOW)
+    other = QuotaKeeper("b", lambda: NOW + 30_000, lambda: NOW)
+    assert await other.take("account:x", 1)
+    assert not await k.take("account:x", 1)
+    assert await k.take("account:x", 1, force=True)
+    assert k.in_use("account:x") == 1

@@ -72,6 +72,14 @@ class LoggingConfig(_Section):
     file: str = ""  # empty: stderr
 
 
+class AccountConfig(_Section):
+    """An account's limits, applied at every start (the control API can change them in between)."""
+
+    id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    max_concurrent_calls: int = Field(20, ge=1, le=10_000)  # the account's share of provider concurrency
+    daily_call_limit: int | None = Field(None, ge=1, le=10_000_000)
+
+
 class Config(_Section):
     data_dir: Path = Path("var")
     mongo: MongoConfig = MongoConfig()
@@ -82,6 +90,7 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     call_settings: CallSettings = CallSettings()
     batches: list[BatchSource] = Field(default_factory=list)
+    accounts: list[AccountConfig] = Field(default_factory=list)
 
     @property
     def retell_api_key(self) -> str:

@@ -36,7 +36,7 @@ from speechai.runtime.control_api import ControlApi
 from speechai.runtime.heartbeat import Heartbeat
 from speechai.runtime.scheduler import Scheduler
 from speechai.runtime.webhooks import WebhookReceiver
-from speechai.store import quotas
+from speechai.store import accounts, quotas
 from speechai.store.db import connect
 from speechai.store.embedded import EmbeddedMongo
 from speechai.store.instances import next_generation
@@ -192,6 +192,9 @@ async def run_instance(config: Config, *, until_done: bool = False,
     instance_id = config.runtime.instance_id or default_instance_id(config.data_dir)
     stop = stop or anyio.Event()
     async with database(config):
+        for account in config.accounts:
+            await accounts.configure(account.id, max_concurrent_calls=account.max_concurrent_calls,
+                                     daily_call_limit=account.daily_call_limit)
         if prepare is not None:
             await prepare(clock)
         owned = simulator is None

@@ -62,3 +62,14 @@ async def take_daily(key: str, limit: int) -> bool:
 
 async def give_back_daily(key: str) -> None:
     await DailyCounter.get_pymongo_collection().update_one({"_id": key, "n": {"$gt": 0}}, {"$inc": {"n": -1}})
+
+
+async def configure(account_id: str, *, max_concurrent_calls: int, daily_call_limit: int | None) -> None:
+    """Set an account's limits, creating the account if it does not exist yet (integers only: safe to $set)."""
+    await Account.get_pymongo_collection().update_one(
+        {"_id": account_id},
+        {"$set": {"max_concurrent_calls": max_concurrent_calls, "daily_call_limit": daily_call_limit},
+         "$setOnInsert": Account(id=account_id).model_dump(by_alias=True, exclude={"id", "revision_id",
+                                                                                   "max_concurrent_calls",
+                                                                                   "daily_call_limit"})},
+        upsert=True)

@@ -128,3 +128,19 @@ async def test_the_due_index_follows_changes_made_elsewhere(db, mongo_uri, tmp_p
     assert phone(32) not in dialed  # finished elsewhere
     assert dialed[phone(30)] >= pushed_to  # pushed back: not before its new time
     assert phone(31) in dialed and phone(40) in dialed
+
+
+async def test_configured_account_limits_are_applied_at_start(db, mongo_uri, tmp_path) -> None:
+    from speechai.config import AccountConfig
+    from speechai.store.models import Account
+
+    await Account(id="acme", max_concurrent_calls=20, balance_cents=77).insert()
+    clock = SimClock(MONDAY_1000, speed=600)
+    async with RetellSimulator(api_key=API_KEY, clock=clock) as sim:
+        config = make_config(db, mongo_uri, tmp_path)
+        config.accounts = [AccountConfig(id="acme", max_concurrent_calls=3, daily_call_limit=50),
+                           AccountConfig(id="fresh", max_concurrent_calls=7)]
+        await run_campaign(db, config, clock, sim, timeout=30)
+    acme, fresh = await Account.get("acme"), await Account.get("fresh")
+    assert (acme.max_concurrent_calls, acme.daily_call_limit, acme.balance_cents) == (3, 50, 77)
+    assert (fresh.max_concurrent_calls, fresh.daily_call_limit, fresh.plan.value) == (7, None, "unlimited")

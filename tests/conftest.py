@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -41,3 +43,19 @@ async def db(mongo_uri: str) -> AsyncIterator[AsyncDatabase]:
     finally:
         await client.drop_database(name)
         await client.close()
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[tuple[socket.socket, str]]:
+    # AF_UNIX paths are limited to ~108 bytes: pytest's tmp_path can be longer.
+    short = tempfile.mkdtemp(prefix="sd")
+    path = os.path.join(short, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    try:
+        yield sock, path
+    finally:
+        sock.close()
+        os.unlink(path)
+        os.rmdir(short)

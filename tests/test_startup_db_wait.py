@@ -10,16 +10,15 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 from pymongo.errors import ConfigurationError, InvalidURI, ServerSelectionTimeoutError
 
-from speechai.store.db import Backoff, Unreachable, connect, mongo_address
+from actors.supervisor import Backoff
+from speechai.store.db import DB_BACKOFF, Unreachable, connect, mongo_address
 from speechai.store.embedded import EmbeddedMongo
 from speechai.store.models import Account
 
@@ -39,8 +38,7 @@ def quick_uri(port: int) -> str:
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:
-    assert [Backoff().delay(n) for n in range(1, 10)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
-    assert [Backoff(first_s=1, max_s=5, factor=3).delay(n) for n in (1, 2, 3)] == [1, 3, 5]
+    assert [DB_BACKOFF.delay(n - 1) for n in range(1, 10)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
 
 
 def test_address_never_carries_credentials() -> None:
@@ -60,7 +58,7 @@ async def test_waits_with_growing_backoff_then_gives_up_after_max_wait() -> None
     port = closed_port()
     seen: list[Unreachable] = []
     with pytest.raises(ServerSelectionTimeoutError):
-        await connect(quick_uri(port), "x", max_wait_s=2.5, backoff=Backoff(first_s=0.1, max_s=0.4),
+        await connect(quick_uri(port), "x", max_wait_s=2.5, backoff=Backoff(initial=0.1, maximum=0.4),
                       on_wait=seen.append)
     assert len(seen) >= 3
     assert [w.attempt for w in seen] == list(range(1, len(seen) + 1))
@@ -81,7 +79,7 @@ async def test_errors_that_waiting_cannot_fix_are_raised_at_once() -> None:
 async def test_cancelling_stops_the_wait() -> None:
     seen: list[Unreachable] = []
     with anyio.move_on_after(1.5) as scope:
-        await connect(quick_uri(closed_port()), "x", max_wait_s=None, backoff=Backoff(first_s=0.2, max_s=0.2),
+        await connect(quick_uri(closed_port()), "x", max_wait_s=None, backoff=Backoff(initial=0.2, maximum=0.2),
                       on_wait=seen.append)
     assert scope.cancelled_caught and seen
 
@@ -103,7 +101,7 @@ async def test_connects_once_the_server_comes_up(tmp_path: Path) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(bring_up)
             client = await connect(quick_uri(port), "waited", max_wait_s=60,
-                                   backoff=Backoff(first_s=0.2, max_s=1), on_wait=on_wait)
+                                   backoff=Backoff(initial=0.2, maximum=1), on_wait=on_wait)
         try:
             await Account(id="acme").insert()  # Beanie is initialised on the server that came up
             assert await Account.get("acme") is not None
@@ -113,19 +111,6 @@ async def test_connects_once_the_server_comes_up(tmp_path: Path) -> None:
         server.stop()
 
 
-@pytest.fixture
-def notify_socket() -> Iterator[tuple[socket.socket, str]]:
-    short = tempfile.mkdtemp(prefix="sd")  # AF_UNIX paths are limited to ~108 bytes
-    path = os.path.join(short, "notify")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(0.2)
-    try:
-        yield sock, path
-    finally:
-        sock.close()
-        os.unlink(path)
-        os.rmdir(short)
 
 
 def receive_until(sock: socket.socket, done, timeout: float, seen: list[str]) -> None:

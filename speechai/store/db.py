@@ -17,19 +17,11 @@ from beanie import init_beanie
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConnectionFailure
 
+from actors.supervisor import Backoff
 from speechai.store.models import DOCUMENT_MODELS
 
-
-@dataclass(frozen=True)
-class Backoff:
-    """Delay after the n-th failed attempt: ``first_s * factor**(n-1)``, capped at ``max_s``."""
-
-    first_s: float = 0.5
-    max_s: float = 30.0
-    factor: float = 2.0
-
-    def delay(self, attempt: int) -> float:
-        return min(self.max_s, self.first_s * self.factor ** (attempt - 1))
+# Waiting for the database: 0.5 s doubling to 30 s (the supervisor's back-off, counted from attempt 1).
+DB_BACKOFF = Backoff(initial=0.5, factor=2.0, maximum=30.0)
 
 
 @dataclass(frozen=True)
@@ -58,7 +50,7 @@ def _uri_sets(uri: str, option: str) -> bool:
 
 
 async def connect(uri: str, database: str, *, timeout_ms: int = 5000, max_wait_s: float | None = 0.0,
-                  backoff: Backoff = Backoff(), on_wait: Callable[[Unreachable], None] | None = None
+                  backoff: Backoff = DB_BACKOFF, on_wait: Callable[[Unreachable], None] | None = None
                   ) -> AsyncMongoClient:
     """A client with Beanie initialised on ``database``.
 
@@ -80,7 +72,7 @@ async def connect(uri: str, database: str, *, timeout_ms: int = 5000, max_wait_s
             return client
         except ConnectionFailure as exc:
             await _close(client)
-            delay = backoff.delay(attempt)
+            delay = backoff.delay(attempt - 1)
             if max_wait_s is not None and time.monotonic() - started + delay > max_wait_s:
                 raise
             if on_wait is not None:

@@ -8,30 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from speechai.runtime import systemd
-
-
-@pytest.fixture
-def notify_socket() -> Iterator[tuple[socket.socket, str]]:
-    # AF_UNIX paths are limited to ~108 bytes: pytest's tmp_path can be longer.
-    short = tempfile.mkdtemp(prefix="sd")
-    path = os.path.join(short, "notify")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(0.2)
-    try:
-        yield sock, path
-    finally:
-        sock.close()
-        os.unlink(path)
-        os.rmdir(short)
 
 
 def _receive(sock: socket.socket, until: float) -> list[str]:

@@ -34,6 +34,7 @@ _LABEL = {
     OutcomeClass.VOICEMAIL: "voicemail",
     OutcomeClass.NO_ANSWER: "no answer",
     OutcomeClass.BAD_NUMBER: "bad number",
+    OutcomeClass.CALLER_ID: "caller id or route blocked",
     OutcomeClass.CAPACITY: "provider at capacity",
     OutcomeClass.ACCOUNT: "account cannot pay",
     OutcomeClass.PROVIDER_ERROR: "provider error",
@@ -47,6 +48,7 @@ def retry_delay(settings: CallSettings, outcome: OutcomeClass) -> timedelta:
         OutcomeClass.VOICEMAIL: d.voicemail,
         OutcomeClass.NO_ANSWER: d.no_answer,
         OutcomeClass.PROVIDER_ERROR: d.provider_error,
+        OutcomeClass.CALLER_ID: d.provider_error,
         OutcomeClass.CAPACITY: d.capacity,
     }.get(outcome, 0)
     return timedelta(minutes=min(max(0, minutes), MAX_RETRY_DELAY_MIN))
@@ -72,8 +74,8 @@ def decide_next(*, classification: Classification, settings: CallSettings, now: 
         return NextStep("excluded", None, False, f"person asked not to be called ({c.reason})")
     if c.outcome == OutcomeClass.ACCOUNT:
         return NextStep("suspended", None, False, f"{what}; dialing paused for the account")
-    if c.outcome == OutcomeClass.CAPACITY:
-        # not an attempt: never fails the job, whatever the count
+    if c.outcome in (OutcomeClass.CAPACITY, OutcomeClass.CALLER_ID):
+        # not an attempt (nobody's phone rang): never fails the job, never marks the person's phone bad
         at = next_dialable(settings, now + retry_delay(settings, c.outcome))
         return NextStep("backoff", at, False, f"{what}; redial at {fmt_local(settings, at)}")
     if c.outcome == OutcomeClass.BAD_NUMBER:

@@ -19,6 +19,7 @@ class OutcomeClass(StrEnum):
     VOICEMAIL = "voicemail"
     NO_ANSWER = "no_answer"
     BAD_NUMBER = "bad_number"
+    CALLER_ID = "caller_id"  # our from-number or route was refused: a fact about us, not the person's phone
     CAPACITY = "capacity"
     ACCOUNT = "account"
     PROVIDER_ERROR = "provider_error"
@@ -40,10 +41,9 @@ CONVERSATION_REASONS = frozenset({
 })
 VOICEMAIL_REASONS = frozenset({"voicemail_reached", "ivr_reached"})
 NO_ANSWER_REASONS = frozenset({"dial_no_answer", "dial_busy", "user_declined"})
-BAD_NUMBER_REASONS = frozenset({
-    "invalid_destination", "dial_failed", "marked_as_spam", "telephony_provider_permission_denied",
-    "network_blocked",
-})
+BAD_NUMBER_REASONS = frozenset({"invalid_destination", "dial_failed", "telephony_provider_permission_denied"})
+# The carrier flagged or blocked our caller id or route: never marks the person's phone bad (DESIGN.md §3).
+CALLER_ID_REASONS = frozenset({"marked_as_spam", "network_blocked"})
 CAPACITY_REASONS = frozenset({"concurrency_limit_reached", "no_concurrency_fallback"})
 ACCOUNT_REASONS = frozenset({"no_valid_payment", "credit_exhausted", "budget_reached"})
 PROVIDER_ERROR_REASONS = frozenset({"telephony_provider_unavailable", "sip_routing_error", "registered_call_timeout"})
@@ -60,6 +60,7 @@ def outcome_of_reason(reason: str) -> OutcomeClass:
     for reasons, outcome in ((VOICEMAIL_REASONS, OutcomeClass.VOICEMAIL),
                              (NO_ANSWER_REASONS, OutcomeClass.NO_ANSWER),
                              (BAD_NUMBER_REASONS, OutcomeClass.BAD_NUMBER),
+                             (CALLER_ID_REASONS, OutcomeClass.CALLER_ID),
                              (CAPACITY_REASONS, OutcomeClass.CAPACITY),
                              (ACCOUNT_REASONS, OutcomeClass.ACCOUNT)):
         if reason in reasons:
@@ -82,8 +83,10 @@ def classify_call(call: Mapping[str, Any], *,
     return Classification(
         outcome=outcome,
         success=success,
-        # Capacity and account refusals never reached the person; a bad number reached no one's phone.
-        counts=outcome not in (OutcomeClass.CAPACITY, OutcomeClass.ACCOUNT, OutcomeClass.BAD_NUMBER),
+        # Capacity and account refusals never reached the person; a bad number reached no one's phone; a
+        # blocked caller id was stopped before the person's phone rang.
+        counts=outcome not in (OutcomeClass.CAPACITY, OutcomeClass.ACCOUNT, OutcomeClass.BAD_NUMBER,
+                               OutcomeClass.CALLER_ID),
         answered=outcome == OutcomeClass.CONVERSATION,
         reason=reason,
         do_not_call=outcome == OutcomeClass.CONVERSATION and reason == "user_requested_dnc",

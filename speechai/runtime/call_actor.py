@@ -442,6 +442,9 @@ class CallActor:
         crash_point("result_written")
         if cls.do_not_call:
             await add_do_not_call(job, f"asked on call {attempt.call_id}", self.rt.clock.now())
+        if cls.outcome == OutcomeClass.CALLER_ID:  # our number is the problem: say so where operators look
+            self.log.warning("caller_id_refused", reason=cls.reason, call_id=attempt.call_id,
+                             from_number=call.get("from_number"))
         step = self._decide(cls, settings, callback_requested_at(call, local_tz=settings.tz))
         self.log.info("call_finished", call_id=attempt.call_id, outcome=cls.outcome.value, success=cls.success,
                       reason=cls.reason, action=step.action)

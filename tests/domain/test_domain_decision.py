@@ -103,3 +103,22 @@ def test_cap_verdicts_as_steps() -> None:
     midnight = datetime(2026, 3, 4, 0, 0, tzinfo=SCL).astimezone(UTC)
     later = step_for_caps(CapVerdict(False, "3 calls today", midnight, False), S, TUESDAY_10)
     assert later is not None and later.action == "retry" and local(later.next_try_at) == datetime(2026, 3, 4, 9)
+
+
+def test_a_flagged_caller_id_retries_the_person_and_never_marks_their_phone_bad() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from speechai.domain.decision import decide_next
+    from speechai.domain.outcomes import OutcomeClass, classify_call
+    from speechai.domain.settings import CallSettings
+
+    now = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("America/Santiago"))
+    for reason in ("marked_as_spam", "network_blocked"):
+        c = classify_call({"call_status": "not_connected", "disconnection_reason": reason})
+        assert c.outcome == OutcomeClass.CALLER_ID and not c.counts
+        # even with every attempt used and no other phone, the person is not failed
+        step = decide_next(classification=c, settings=CallSettings(max_attempts=1), now=now,
+                           attempts_counted=5, phones_usable_after=0)
+        assert step.action == "backoff" and not step.mark_phone_bad
+        assert step.next_try_at is not None and step.next_try_at >= now

@@ -47,7 +47,8 @@ GRACE = timedelta(seconds=90)
 
 # --- the rules as documented (independent of the runtime's code) -----------------------------------
 
-BAD_NUMBER_REASONS = {"invalid_destination", "dial_failed", "marked_as_spam", "telephony_provider_permission_denied"}
+BAD_NUMBER_REASONS = {"invalid_destination", "dial_failed", "telephony_provider_permission_denied",
+                      "marked_as_spam", "network_blocked"}  # not counted against the person
 TALK_REASONS = {"user_hangup", "agent_hangup", "max_duration_reached", "user_requested_dnc", "inactivity",
                 "call_transfer", "manual_stopped"}
 PRESETS: dict[str, dict[str, Any]] = {

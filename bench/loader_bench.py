@@ -1,7 +1,8 @@
 """Loader benchmark: a generated wide collection export (45 columns, ~100,000 instalment rows).
 
 Measures, each in its own process so peak memory (max RSS) is not shared:
-  parse   the loader's streaming read + validation + grouping, no database;
+  parse   the loader's read (its default reader, openpyxl) + validation + grouping, no database;
+  parse-calamine  the same with the calamine reader (not used for operator files: see reader.READERS);
   load    the full ``load_batch`` into the embedded nx-27017 server (a separate process, not counted);
   pandas  ``pandas.read_excel`` of the same file (reading only: no validation, no grouping).
 
@@ -51,10 +52,10 @@ def measure(kind: str, path: Path) -> dict[str, object]:
     source = BatchSource(file=path, account="bench", batch_id="bench-1")
     t0 = time.perf_counter()
     out: dict[str, object] = {}
-    if kind == "parse":
+    if kind.startswith("parse"):
         from speechai.loader.service import parse_file
 
-        result = parse_file(source)
+        result = parse_file(source, reader=kind.partition("-")[2] or "openpyxl")
         out = {"rows": result.rows, "people": len(result.people), "rejected": len(result.errors)}
     elif kind == "pandas":
         import pandas as pd
@@ -90,7 +91,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "loader-bench")
-    ap.add_argument("--measure", choices=["parse", "load", "pandas"])
+    ap.add_argument("--measure", choices=["parse", "parse-calamine", "load", "pandas"])
     ap.add_argument("--file", type=Path)
     args = ap.parse_args()
     if args.measure:
@@ -106,7 +107,7 @@ def main() -> None:
         n = generate(path, args.rows)
         print(f"generated {path} ({n} rows, {path.stat().st_size / 2**20:.1f} MiB) "
               f"in {time.perf_counter() - t:.1f}s", flush=True)
-    for kind in ("parse", "pandas", "load"):
+    for kind in ("parse", "parse-calamine", "pandas", "load"):
         proc = subprocess.run([sys.executable, __file__, "--measure", kind, "--file", str(path)],
                               capture_output=True, text=True, check=False)
         if proc.returncode:

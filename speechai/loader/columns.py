@@ -58,6 +58,10 @@ class ColumnMap:
     def header(self, index: int) -> str:
         return self.headers[index]
 
+    def used(self) -> list[int]:
+        """Indexes of the columns whose values become job fields or agent variables; the rest are ignored."""
+        return sorted({*self.fields.values(), *(i for i, _ in self.phones), *(i for i, _ in self.variables)})
+
 
 # How required fields are named to the operator when a column is missing.
 _SPELLINGS = {

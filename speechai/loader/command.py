@@ -39,11 +39,14 @@ def render_summary(summary: LoadSummary) -> str:
     return "\n".join(lines)
 
 
-async def load_configured(config: Config, only: str | None = None, out: TextIO | None = None) -> int:
-    """Exit status: 0 when every selected batch loaded, 1 otherwise."""
+async def load_configured(config: Config, only: str | None = None, out: TextIO | None = None,
+                          err: TextIO | None = None) -> int:
+    """Exit status: 0 when every selected batch loaded, 1 otherwise. A file that cannot load at all is
+    one line on ``err`` (stderr); summaries go to ``out``."""
     from speechai.runtime.service import database, make_clock
 
     out = out or sys.stdout
+    err = err or sys.stderr
     sources = [s for s in config.batches if only is None or s.batch_id == only]
     if not sources:
         print(f"no [[batches]] entry{f' with batch_id {only!r}' if only else ''} in the config", file=out)
@@ -60,7 +63,7 @@ async def load_configured(config: Config, only: str | None = None, out: TextIO |
                 summary = await load_batch(source, now=clock.now(), report_dir=config.data_dir / "reports",
                                            progress=bar)
             except LoadError as exc:
-                print(f"batch {source.batch_id}: NOT loaded: {exc}", file=out)
+                print(f"batch {source.batch_id}: NOT loaded: {exc}", file=err)
                 status = 1
                 continue
             finally:

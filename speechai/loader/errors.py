@@ -14,6 +14,10 @@ class UnreadableFileError(LoadError):
     """Corrupt, empty, password-protected, or not a spreadsheet at all."""
 
 
+class LimitError(UnreadableFileError):
+    """A file over one of the loader's size limits (``speechai.loader.limits``); the message names it."""
+
+
 class MissingColumnsError(LoadError):
     def __init__(self, fmt: str, missing: list[str], expected: list[str], found: list[str]) -> None:
         self.format = fmt
@@ -33,6 +37,8 @@ class Reason(StrEnum):
     MISSING_NAME = "missing_name"
     BAD_AMOUNT = "bad_amount"
     BAD_DATE = "bad_date"
+    TOO_LONG = "too_long"  # a used cell over the per-field length limit
+    NAME_CONFLICT = "name_conflict"  # one RUT (or phone) with two different names
     PERSON_REJECTED = "person_rejected"  # another row of the same person was rejected
     INVALID_PHONE = "invalid_phone"  # a warning: the number was dropped, the row kept
 

@@ -19,6 +19,8 @@ from stdnum.exceptions import ValidationError
 
 _EXCEL_EPOCH = date(1899, 12, 30)
 _SCI = re.compile(r"^[+-]?\d+(\.\d+)?[eE][+-]?\d+$")
+# '213731017.0': a float cell written out as text (pandas, a CSV export); never thousands ('1.000').
+_FLOAT_TEXT = re.compile(r"^(\d+)\.0{1,2}$")
 _PHONE_SPLIT = re.compile(r"[/;,|]|\s+[yo]\s+")
 
 
@@ -56,17 +58,28 @@ def cell_text(value: object) -> str:
 
 
 def _integral_digits(value: object) -> str | None:
-    """Digits of a numeric cell (int, integral float, or '2.13731017E8' text); None if not one."""
+    """Digits of a numeric cell (int, integral float, '213731017.0' or '2.13731017E8' text); None if not one."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else None
-    if isinstance(value, str) and _SCI.match(value.strip()):
-        d = Decimal(value.strip())
-        return str(int(d)) if d == d.to_integral_value() else None
+    if isinstance(value, str):
+        text = value.strip()
+        if m := _FLOAT_TEXT.match(text):
+            return m.group(1)
+        if _SCI.match(text):
+            d = Decimal(text)
+            return str(int(d)) if d == d.to_integral_value() else None
     return None
+
+
+def name_key(name: str) -> str:
+    """A name without case, accents, punctuation or extra spaces: 'DÍAZ,  ana' == 'Diaz ana'."""
+    text = unicodedata.normalize("NFKD", name)
+    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
+    return " ".join(re.sub(r"[^\w]+", " ", text).split())
 
 
 def clean_name(value: object) -> str:

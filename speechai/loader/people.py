@@ -13,12 +13,14 @@ from decimal import Decimal
 
 from speechai.loader.columns import ColumnMap
 from speechai.loader.errors import Reason, RowError
+from speechai.loader.limits import MAX_FIELD_CHARS
 from speechai.loader.normalize import (
     ParsedPhone,
     cell_text,
     clean_name,
     format_amount,
     is_blank,
+    name_key,
     parse_amount,
     parse_date,
     parse_int,
@@ -29,6 +31,7 @@ from speechai.loader.normalize import (
 
 PROGRESS_EVERY = 1000
 _MEMO_MAX = 4096
+_SHOWN_CHARS = 60  # of an over-long value, in errors and the report
 
 
 class _Memo:
@@ -59,6 +62,7 @@ class Person:
     name: str
     national_id: str | None
     first_row: int
+    name_row: int = 0  # the row the name was taken from
     rows: list[int] = field(default_factory=list)
     phones: dict[str, str] = field(default_factory=dict)  # E.164 -> kind, in order of appearance
     instalments: int = 0
@@ -68,6 +72,7 @@ class Person:
     days_late: int | None = None
     info: dict[str, str] = field(default_factory=dict)  # first non-empty value per variable
     rejected: bool = False
+    name_conflict: bool = False  # the name row has been reported as conflicting
 
     def ordered_phones(self) -> list[ParsedPhone]:
         """Mobiles first, then landlines; within a kind, the order they appeared in the file."""
@@ -113,19 +118,27 @@ class ParseResult:
 
 
 def parse_rows(rows: Iterable[tuple[int, tuple[object, ...]]], columns: ColumnMap, region: str,
-               progress: Callable[[int], None] | None = None) -> ParseResult:
+               progress: Callable[[int], None] | None = None, max_field_chars: int = MAX_FIELD_CHARS,
+               ) -> ParseResult:
     result = ParseResult(columns)
     memo = _Memo()
+    used = columns.used()
     for row_no, values in rows:
         if all(is_blank(v) for v in values):
             continue
         result.rows += 1
-        _parse_row(result, row_no, values, region, memo)
+        too_long = _too_long(columns, used, row_no, values, max_field_chars)
+        if too_long:
+            # Reported once each and not parsed: their content never reaches a job or the agent.
+            result.errors.extend(too_long.values())
+            values = tuple(None if i in too_long else v for i, v in enumerate(values))
+        _parse_row(result, row_no, values, region, memo, cut=set(too_long))
         if progress is not None and result.rows % PROGRESS_EVERY == 0:
             progress(result.rows)
     if progress is not None:
         progress(result.rows)
     _check_people_phones(result)
+    result.errors.sort(key=lambda e: e.row)
     return result
 
 
@@ -133,14 +146,31 @@ def _cell(values: tuple[object, ...], index: int | None) -> object:
     return values[index] if index is not None and index < len(values) else None
 
 
+def _too_long(cols: ColumnMap, used: list[int], row_no: int, values: tuple[object, ...],
+              limit: int) -> dict[int, RowError]:
+    """The used cells of a row over the length limit, by column index."""
+    errors = {}
+    for i in used:
+        value = _cell(values, i)
+        if isinstance(value, str) and len(value) > limit:
+            errors[i] = RowError(row_no, cols.header(i), value[:_SHOWN_CHARS] + "…", Reason.TOO_LONG,
+                                 f"{len(value):,} characters; the limit is {limit:,} per field")
+    return errors
+
+
 def _parse_row(result: ParseResult, row_no: int, values: tuple[object, ...], region: str,
-               memo: _Memo) -> None:
+               memo: _Memo, cut: set[int] | None = None) -> None:
+    """``cut``: columns blanked for being too long (already reported): not reported again as missing,
+    and the row still marks its person as rejected."""
     cols = result.columns
     fields = cols.fields
     errors: list[RowError] = []
+    rejected = bool(cut)
 
     def fail(fname: str, reason: Reason, exc: Exception) -> None:
         idx = fields.get(fname)
+        if cut and idx in cut:
+            return
         errors.append(RowError(row_no, cols.header(idx) if idx is not None else fname,
                                cell_text(_cell(values, idx)), reason, str(exc)))
 
@@ -176,7 +206,7 @@ def _parse_row(result: ParseResult, row_no: int, values: tuple[object, ...], reg
             except ValueError as exc:
                 result.warnings.append(
                     RowError(row_no, cols.header(idx), text, Reason.INVALID_PHONE, str(exc)))
-    if cols.format != "collection" and not phones:
+    if cols.format != "collection" and not phones and not (cut and any(i in cut for i, _ in cols.phones)):
         # Outside collection a row is a person: without a phone there is no one to call.
         errors.append(_no_phone(result, row_no, values))
     key = rut or (phones[0].number if phones else None)
@@ -185,14 +215,17 @@ def _parse_row(result: ParseResult, row_no: int, values: tuple[object, ...], reg
         return
     person = result.people.get(key)
     if person is None:
-        person = result.people[key] = Person(key=key, name=name, national_id=rut, first_row=row_no)
+        person = result.people[key] = Person(key=key, name=name, national_id=rut, first_row=row_no,
+                                             name_row=row_no)
     person.rows.append(row_no)
-    if errors:
+    if name and person.name and name_key(name) != name_key(person.name):
+        errors.extend(_name_conflict(person, cols, row_no, name))
+    if errors or rejected:
         result.errors.extend(errors)
         person.rejected = True
         return
     if not person.name:
-        person.name = name
+        person.name, person.name_row = name, row_no
     for p in phones:
         person.phones.setdefault(p.number, p.kind)
     if amount is not None:
@@ -202,6 +235,19 @@ def _parse_row(result: ParseResult, row_no: int, values: tuple[object, ...], reg
         person.first_due = min(person.first_due or due, due)
         person.last_due = max(person.last_due or due, due)
     _collect_info(person, result, row_no, values)
+
+
+def _name_conflict(person: Person, cols: ColumnMap, row_no: int, name: str) -> list[RowError]:
+    """Two people under one RUT (or phone): neither row is merged into the other's job."""
+    column = cols.header(cols.fields["name"])
+    what = f"RUT {person.national_id}" if person.national_id else f"phone {person.key}"
+    errors = [RowError(row_no, column, name, Reason.NAME_CONFLICT,
+                       f"{what} has the name {person.name!r} on row {person.name_row} and {name!r} here")]
+    if not person.name_conflict:
+        person.name_conflict = True
+        errors.append(RowError(person.name_row, column, person.name, Reason.NAME_CONFLICT,
+                               f"{what} has the name {name!r} on row {row_no} and {person.name!r} here"))
+    return errors
 
 
 def _collect_info(person: Person, result: ParseResult, row_no: int, values: tuple[object, ...]) -> None:

@@ -28,8 +28,9 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from actors.clock import utc
 from speechai.loader.columns import resolve
 from speechai.loader.errors import LoadError, RowError
+from speechai.loader.limits import DEFAULT_LIMITS, Limits
 from speechai.loader.people import ParseResult, Person, parse_rows
-from speechai.loader.reader import open_sheet
+from speechai.loader.reader import DEFAULT_READER, open_sheet
 from speechai.loader.report import write_report
 from speechai.loader.spec import BatchSource
 from speechai.store.models import FINAL_STATES, Account, Batch, BatchStatus, Job, JobState, Phone
@@ -73,18 +74,20 @@ class LoadSummary:
         }
 
 
-def parse_file(source: BatchSource, progress: Callable[[int], None] | None = None) -> ParseResult:
-    """Read and validate the whole file (blocking; no database)."""
-    with open_sheet(source.file, source.sheet) as sheet:
+def parse_file(source: BatchSource, progress: Callable[[int], None] | None = None,
+               limits: Limits = DEFAULT_LIMITS, reader: str = DEFAULT_READER) -> ParseResult:
+    """Read and validate the whole file (blocking; no database). ``reader``: see ``reader.READERS``."""
+    with open_sheet(source.file, source.sheet, limits, reader) as sheet:
         columns = resolve(sheet.headers, source.format, source.columns, source.agent_variables)
-        return parse_rows(sheet.rows, columns, source.default_region, progress)
+        return parse_rows(sheet.rows, columns, source.default_region, progress, limits.max_field_chars)
 
 
 async def load_batch(source: BatchSource, *, now: datetime, report_dir: Path,
-                     progress: Callable[[int], None] | None = None) -> LoadSummary:
+                     progress: Callable[[int], None] | None = None,
+                     limits: Limits = DEFAULT_LIMITS) -> LoadSummary:
     now = utc(now)
     # Parsing is CPU-bound: a worker thread keeps the event loop (and its calls in flight) responsive.
-    parsed = await anyio.to_thread.run_sync(parse_file, source, progress)
+    parsed = await anyio.to_thread.run_sync(parse_file, source, progress, limits)
     if parsed.rows == 0:
         # Most likely the wrong file or sheet: an empty active batch would only hide that.
         raise LoadError(f"{source.file.name} has a header row but no data rows; nothing to load")

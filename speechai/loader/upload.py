@@ -3,7 +3,8 @@
 Fields: ``file`` (.xlsx/.csv), ``account``, ``batch_id``, optional ``format``, ``name``, ``sheet``,
 ``agent_id``, ``from_number``, ``call_settings`` (JSON), ``options`` (JSON: any other ``BatchSource``
 key such as ``accept_partial`` or ``columns``). Answers 200 with the load summary; 422 with the summary
-when rows were rejected; 400/413/422 with ``{"error": ...}`` for a request or file that cannot load.
+when rows were rejected; 400/413/422 with ``{"error": ...}`` for a request or file that cannot load
+(413 also for a file over one of the loader's size limits, e.g. a workbook that inflates too much).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from pydantic import ValidationError
 
 from actors.clock import Clock
 from speechai.domain.settings import CallSettings, merge_settings
-from speechai.loader.errors import LoadError, MissingColumnsError, UnreadableFileError
+from speechai.loader.errors import LimitError, LoadError, MissingColumnsError, UnreadableFileError
 from speechai.loader.service import load_batch
 from speechai.loader.spec import BatchSource
 
 MAX_UPLOAD_BYTES = 100 * 2**20
+MAX_FIELD_BYTES = 64 * 2**10  # a settings or text field; the file part has its own limit
 SUFFIXES = (".xlsx", ".csv")
 _TEXT_FIELDS = ("account", "batch_id", "format", "name", "sheet", "agent_id", "from_number")
 _JSON_FIELDS = ("call_settings", "options")
@@ -62,7 +64,7 @@ async def _receive(request: web.Request, tmp: Path) -> tuple[dict[str, Any], Pat
             suffix = Path(filename).suffix.lower()
             if suffix not in SUFFIXES:
                 return _error(400, f"unsupported file type {suffix or '(none)'} for {filename!r}; "
-                                   "upload .xlsx or .csv")
+                                   f"upload one of {', '.join(SUFFIXES)}")
             saved = tmp / (re.sub(r"[^\w.-]", "_", Path(filename).stem) + suffix)
             size = 0
             with saved.open("wb") as f:
@@ -72,15 +74,22 @@ async def _receive(request: web.Request, tmp: Path) -> tuple[dict[str, Any], Pat
                         return _error(413, f"file larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
                     f.write(chunk)
         elif name in _TEXT_FIELDS or name in _JSON_FIELDS:
+            raw = b""
+            while chunk := await part.read_chunk(1 << 16):  # capped: a chunked body declares no length
+                raw += chunk
+                if len(raw) > MAX_FIELD_BYTES:
+                    return _error(413, f"field {name!r} is larger than {MAX_FIELD_BYTES // 2**10} KiB")
             try:
-                text = (await part.text()).strip()
-            except (UnicodeDecodeError, LookupError) as exc:  # LookupError: an unknown charset
+                text = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
                 return _error(400, f"field {name!r} is not UTF-8 text: {exc}")
             if name in _JSON_FIELDS:
                 try:
                     value = json.loads(text) if text else {}
                 except json.JSONDecodeError as exc:
                     return _error(400, f"field {name!r} is not valid JSON: {exc}")
+                except RecursionError:
+                    return _error(400, f"field {name!r} is JSON nested too deeply")
                 if not isinstance(value, dict):
                     return _error(400, f"field {name!r} must be a JSON object")
                 fields[name] = value
@@ -123,6 +132,8 @@ def upload_routes(*, clock: Clock, report_dir: Path,
                 summary = await load_batch(source, now=clock.now(), report_dir=report_dir)
             except MissingColumnsError as exc:
                 return _error(422, str(exc), missing=exc.missing, found=exc.found)
+            except LimitError as exc:
+                return _error(413, str(exc))
             except UnreadableFileError as exc:
                 return _error(400, str(exc))
             except LoadError as exc:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from loader_data import NOW
 
+from actors.clock import SimClock
 from speechai.loader.spec import BatchSource
 from speechai.loader.synthetic import write_csv, write_xlsx
+from speechai.loader.upload import upload_routes
 
 
 @pytest.fixture
@@ -35,3 +40,17 @@ def source(tmp_path: Path) -> Callable[..., BatchSource]:
 @pytest.fixture
 def report_dir(tmp_path: Path) -> Path:
     return tmp_path / "reports"
+
+
+@pytest.fixture
+async def upload_url(db, tmp_path: Path) -> AsyncIterator[str]:
+    """``POST /batches/upload`` served over real HTTP on loopback, backed by the embedded server."""
+    app = web.Application()
+    app.add_routes(upload_routes(clock=SimClock(NOW), report_dir=tmp_path / "reports"))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("/batches/upload"))
+    finally:
+        await server.close()
+

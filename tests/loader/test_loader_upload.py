@@ -122,3 +122,29 @@ async def test_uploaded_settings_override_the_configured_defaults(db, tmp_path: 
     d1, d2 = await Batch.get("d1"), await Batch.get("d2")
     assert (d1.call_settings.max_attempts, d1.call_settings.timezone) == (2, "America/New_York")
     assert (d2.call_settings.max_attempts, d2.call_settings.timezone) == (9, "America/New_York")
+
+
+async def test_an_oversized_or_too_deep_form_field_is_refused_cleanly(db, tmp_path) -> None:
+    """A chunked upload declares no length: a huge settings field is cut off at the field limit (413), and
+    JSON nested 60,000 deep is a 400, never a 500."""
+    from speechai.loader.upload import MAX_FIELD_BYTES
+
+    app = web.Application(client_max_size=50 * 2**20)
+    app.add_routes(upload_routes(clock=SimClock(NOW), report_dir=tmp_path))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession() as http:
+            for value, status in (("x" * (MAX_FIELD_BYTES + 10), 413), ("[" * 60_000, 400)):
+                form = aiohttp.FormData()
+                form.add_field("account", "acme")
+                form.add_field("call_settings", value)
+                form.add_field("file", b"name,phone\n", filename="people.csv")  # makes the form multipart
+                async with http.post(f"http://127.0.0.1:{port}/batches/upload", data=form, chunked=True) as resp:
+                    assert resp.status == status, await resp.text()
+                    assert "call_settings" in (await resp.json())["error"]
+    finally:
+        await runner.cleanup()

@@ -64,3 +64,16 @@ async def test_a_resumed_call_is_counted_even_past_the_limit(db) -> None:
     assert not await k.take("account:x", 1)
     assert await k.take("account:x", 1, force=True)
     assert k.in_use("account:x") == 1
+
+
+async def test_a_waiting_instance_holds_the_others_to_a_fair_share(db) -> None:
+    """An instance that got nothing is recorded as waiting; the holder cannot grow back past half of the
+    limit after handing slots back, so the waiting one gets them."""
+    until, limit = NOW + 30_000, 4
+    assert await quotas.set_grant("global", "a", want=4, keep=0, limit=limit, until_ms=until, now_ms=NOW) == 4
+    assert await quotas.set_grant("global", "b", want=1, keep=0, limit=limit, until_ms=until, now_ms=NOW) == 0
+    # a's calls end: it shrinks to what it uses, then asks for more again
+    assert await quotas.set_grant("global", "a", want=1, keep=1, limit=limit, until_ms=until, now_ms=NOW) == 1
+    assert await quotas.set_grant("global", "a", want=4, keep=1, limit=limit, until_ms=until, now_ms=NOW) == 2
+    assert await quotas.set_grant("global", "b", want=2, keep=0, limit=limit, until_ms=until, now_ms=NOW) == 2
+    assert await quotas.held("global", NOW) == 4

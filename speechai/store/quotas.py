@@ -1,6 +1,7 @@
 """Provider concurrency shared by instances, held as leased blocks instead of a document per call.
 
-A scope (``account:<id>``) is one document listing each instance's grant ``{owner, n, until_ms}``.
+A scope (``account:<id>``) is one document listing each instance's grant ``{owner, n, want, until_ms}``
+(``want`` above ``n``: the instance is waiting for slots, and the others hold back to a fair share).
 An instance asks for a block when its grant runs out, renews it on its heartbeat and shrinks it when
 idle; calls take and free slots of the grant in memory. Every change is a replace conditional on the
 document's integer version, so two instances never hold more than the limit between them; a dead
@@ -37,8 +38,13 @@ async def set_grant(scope: str, owner: str, *, want: int, keep: int, limit: int,
             continue
         others = [g for g in _live(doc, now_ms) if g["owner"] != owner]
         free = max(0, limit - sum(g["n"] for g in others))
-        n = max(keep, min(want, free))
-        grants = others + ([{"owner": owner, "n": n, "until_ms": until_ms}] if n > 0 else [])
+        # While another instance waits for slots, nobody grows past a fair share: otherwise the instance
+        # whose calls end first takes every freed slot back at once and the others starve.
+        waiting = sum(1 for g in others if g.get("want", 0) > g["n"])
+        fair = -(-limit // (waiting + 1)) if waiting else limit
+        n = max(keep, min(want, free, fair))
+        mine = {"owner": owner, "n": n, "want": want, "until_ms": until_ms}
+        grants = others + ([mine] if n > 0 or want > n else [])
         result = await coll.replace_one({"_id": scope, "version": doc["version"]},
                                         {"version": doc["version"] + 1, "grants": grants})
         if result.matched_count == 1:

@@ -14,24 +14,25 @@ NOW = 1_800_000_000_000
 async def test_concurrent_owners_never_hold_more_than_the_limit(db) -> None:
     got = await asyncio.gather(*(quotas.set_grant("account:a", f"inst{i}", want=3, keep=0, limit=5,
                                                   until_ms=NOW + 30_000, now_ms=NOW) for i in range(6)))
-    assert sum(got) <= 5 and max(got) <= 3
-    assert await quotas.held("account:a", NOW) == sum(got)
+    ns = [g.n for g in got]
+    assert sum(ns) <= 5 and max(ns) <= 3
+    assert await quotas.held("account:a", NOW) == sum(ns)
 
 
 async def test_a_dead_owners_grant_expires_and_is_granted_again(db) -> None:
-    assert await quotas.set_grant("account:a", "dead", want=2, keep=0, limit=2, until_ms=NOW + 1_000,
-                                  now_ms=NOW) == 2
-    assert await quotas.set_grant("account:a", "alive", want=2, keep=0, limit=2, until_ms=NOW + 31_000,
-                                  now_ms=NOW + 500) == 0
+    assert (await quotas.set_grant("account:a", "dead", want=2, keep=0, limit=2, until_ms=NOW + 1_000,
+                                  now_ms=NOW)).n == 2
+    assert (await quotas.set_grant("account:a", "alive", want=2, keep=0, limit=2, until_ms=NOW + 31_000,
+                                  now_ms=NOW + 500)).n == 0
     # the dead instance stopped renewing: after its lease the slots are free again
-    assert await quotas.set_grant("account:a", "alive", want=2, keep=0, limit=2, until_ms=NOW + 32_000,
-                                  now_ms=NOW + 1_001) == 2
+    assert (await quotas.set_grant("account:a", "alive", want=2, keep=0, limit=2, until_ms=NOW + 32_000,
+                                  now_ms=NOW + 1_001)).n == 2
 
 
 async def test_keep_counts_calls_that_exist_whatever_the_limit(db) -> None:
     await quotas.set_grant("account:a", "other", want=1, keep=0, limit=1, until_ms=NOW + 30_000, now_ms=NOW)
-    assert await quotas.set_grant("account:a", "me", want=1, keep=1, limit=1, until_ms=NOW + 30_000,
-                                  now_ms=NOW) == 1
+    assert (await quotas.set_grant("account:a", "me", want=1, keep=1, limit=1, until_ms=NOW + 30_000,
+                                  now_ms=NOW)).n == 1
     assert await quotas.held("account:a", NOW) == 2  # over the limit: no new dial until it drops
 
 
@@ -50,11 +51,17 @@ async def test_keeper_takes_in_memory_within_its_block_and_two_keepers_share_the
     assert took_a == [True, True, True]
     assert not await b.take("account:x", 3)  # a holds all three
     a.free("account:x")
-    await a.trim()  # a hands back what it no longer uses
-    assert await b.take("account:x", 3)
-    assert not await a.take("account:x", 3)
+    await a.trim()  # a has not seen anyone wait yet: it keeps the slot (no write per call when alone)
     assert await quotas.held("account:x", now[0]) == 3
-    assert a.in_use("account:x") == 2 and b.in_use("account:x") == 1
+    await a.renew()  # the heartbeat's write sees b waiting: a shrinks to what it uses
+    assert await quotas.held("account:x", now[0]) == 2
+    assert await b.take("account:x", 3)
+    a.free("account:x")
+    await a.trim()  # contended now: handed back at once
+    assert await quotas.held("account:x", now[0]) == 2
+    assert await b.take("account:x", 3)
+    assert not await a.take("account:x", 3)  # a fair share while b waited: b got the freed slot
+    assert a.in_use("account:x") == 1 and b.in_use("account:x") == 2
 
 
 async def test_a_resumed_call_is_counted_even_past_the_limit(db) -> None:
@@ -70,10 +77,10 @@ async def test_a_waiting_instance_holds_the_others_to_a_fair_share(db) -> None:
     """An instance that got nothing is recorded as waiting; the holder cannot grow back past half of the
     limit after handing slots back, so the waiting one gets them."""
     until, limit = NOW + 30_000, 4
-    assert await quotas.set_grant("global", "a", want=4, keep=0, limit=limit, until_ms=until, now_ms=NOW) == 4
-    assert await quotas.set_grant("global", "b", want=1, keep=0, limit=limit, until_ms=until, now_ms=NOW) == 0
+    assert (await quotas.set_grant("global", "a", want=4, keep=0, limit=limit, until_ms=until, now_ms=NOW)).n == 4
+    assert (await quotas.set_grant("global", "b", want=1, keep=0, limit=limit, until_ms=until, now_ms=NOW)).n == 0
     # a's calls end: it shrinks to what it uses, then asks for more again
-    assert await quotas.set_grant("global", "a", want=1, keep=1, limit=limit, until_ms=until, now_ms=NOW) == 1
-    assert await quotas.set_grant("global", "a", want=4, keep=1, limit=limit, until_ms=until, now_ms=NOW) == 2
-    assert await quotas.set_grant("global", "b", want=2, keep=0, limit=limit, until_ms=until, now_ms=NOW) == 2
+    assert (await quotas.set_grant("global", "a", want=1, keep=1, limit=limit, until_ms=until, now_ms=NOW)).n == 1
+    assert (await quotas.set_grant("global", "a", want=4, keep=1, limit=limit, until_ms=until, now_ms=NOW)).n == 2
+    assert (await quotas.set_grant("global", "b", want=2, keep=0, limit=limit, until_ms=until, now_ms=NOW)).n == 2
     assert await quotas.held("global", NOW) == 4

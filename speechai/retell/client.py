@@ -113,10 +113,14 @@ class RetellClient:
         *,
         timeout_s: float = 15.0,
         session: aiohttp.ClientSession | None = None,
+        max_connections: int = 100,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        # The timeout bounds the provider's answer, not the wait for a pooled connection: with thousands of
+        # calls in flight a create-call queued behind the pool must not time out before it was even sent.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s)
+        self._max_connections = max_connections
         self._session = session
         self._owns_session = session is None
 
@@ -135,7 +139,7 @@ class RetellClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._max_connections))
             self._owns_session = True
         return self._session
 

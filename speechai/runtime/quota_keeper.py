@@ -17,6 +17,7 @@ class _Scope:
     limit: int
     granted: int = 0
     in_use: int = 0
+    contended: bool = False  # another instance waited for slots when the grant was last written
 
     @property
     def headroom(self) -> int:
@@ -40,9 +41,7 @@ class QuotaKeeper:
         s = self._scopes.setdefault(scope, _Scope(limit))
         s.limit = limit
         if s.in_use >= s.granted or s.granted > limit:
-            want = min(limit, s.in_use + 1 + s.headroom)
-            s.granted = await quotas.set_grant(scope, self.owner, want=want, keep=s.in_use + (1 if force else 0),
-                                               limit=limit, until_ms=self._until(), now_ms=self._now())
+            await self._set(scope, s, want=min(limit, s.in_use + 1 + s.headroom), keep=s.in_use + (1 if force else 0))
         if s.in_use < s.granted or force:
             s.in_use += 1
             return True
@@ -54,18 +53,21 @@ class QuotaKeeper:
             s.in_use -= 1
 
     async def trim(self) -> None:
-        """Hand back what is held beyond use plus headroom (after calls finished), so other instances
-        get it now rather than at the next heartbeat."""
+        """Hand back what is held beyond use plus headroom after calls finished, when another instance
+        is waiting for it (else the heartbeat shrinks the grant: no write per call for a lone instance)."""
         for scope, s in list(self._scopes.items()):
-            if s.granted > s.in_use + s.headroom:
-                s.granted = await quotas.set_grant(scope, self.owner, want=s.in_use + s.headroom, keep=s.in_use,
-                                                   limit=s.limit, until_ms=self._until(), now_ms=self._now())
+            if s.contended and s.granted > s.in_use + s.headroom:
+                await self._set(scope, s, want=s.in_use + s.headroom, keep=s.in_use)
+
+    async def _set(self, scope: str, s: _Scope, *, want: int, keep: int) -> None:
+        grant = await quotas.set_grant(scope, self.owner, want=want, keep=keep, limit=s.limit,
+                                       until_ms=self._until(), now_ms=self._now())
+        s.granted, s.contended = grant.n, grant.contended
 
     async def renew(self) -> None:
         """Heartbeat: keep what is used plus headroom, hand the rest back."""
         for scope, s in list(self._scopes.items()):
             want = min(s.limit, s.in_use + s.headroom) if s.in_use else 0
-            if want == 0 and s.granted == 0:
+            if want == 0 and s.granted == 0 and not s.contended:
                 continue
-            s.granted = await quotas.set_grant(scope, self.owner, want=want, keep=s.in_use, limit=s.limit,
-                                               until_ms=self._until(), now_ms=self._now())
+            await self._set(scope, s, want=want, keep=s.in_use)

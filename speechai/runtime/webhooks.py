@@ -229,8 +229,15 @@ class WebhookReceiver:
             self.rt.log.warning("webhook_not_handled", webhook_event=event, call_id=call_id,
                                 error=f"{type(exc).__name__}: {exc}"[:300])
             return 503, {"error": "event not handled now; deliver it again"}
+        if routed:
+            # The actor has it; its handling is idempotent, so a later copy needs only the memory below
+            # (no database write on the hot path of a live call).
+            self._remember(key)
+            self.rt.log.info("webhook", webhook_event=event, call_id=call_id, routed=True)
+            return 200, {"status": "ok"}
         try:
-            # One write per event, shared with the other events of the moment (one bulk insert).
+            # Nobody holds the job: the record is the dedup across restarts and instances (one write per
+            # event, shared with the other events of the moment in one bulk insert).
             fresh = await _records.submit(WebhookEvent(key=key, event=event, call_id=call_id, payload=payload,
                                                        received_at=self.rt.clock.now()))
         except PyMongoError as exc:  # handled but not recorded: a retry is handled again
@@ -240,7 +247,7 @@ class WebhookReceiver:
         self._remember(key)
         if not fresh:  # a delivery of the same event before this one (another instance, before a restart)
             return 200, {"status": "duplicate"}
-        self.rt.log.info("webhook", webhook_event=event, call_id=call_id, routed=routed)
+        self.rt.log.info("webhook", webhook_event=event, call_id=call_id, routed=False)
         return 200, {"status": "ok"}
 
     async def _handle(self, event: str, call: dict[str, Any], call_id: str, metadata: dict[str, Any]) -> bool:

@@ -10,6 +10,7 @@ instance's grant simply expires.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -23,10 +24,16 @@ def _live(doc: dict[str, Any], now_ms: int) -> list[dict[str, Any]]:
     return [g for g in doc.get("grants", []) if g["until_ms"] >= now_ms]
 
 
+@dataclass(frozen=True)
+class Grant:
+    n: int  # slots granted
+    contended: bool  # another instance is waiting for slots
+
+
 async def set_grant(scope: str, owner: str, *, want: int, keep: int, limit: int, until_ms: int,
-                    now_ms: int) -> int:
+                    now_ms: int) -> Grant:
     """Set ``owner``'s grant to ``want`` slots, or as many as the limit leaves free but never below
-    ``keep`` (slots its calls already use: those calls exist whatever the limit says). Returns the grant."""
+    ``keep`` (slots its calls already use: those calls exist whatever the limit says)."""
     coll = Quota.get_pymongo_collection()
     for _ in range(CONFLICT_RETRIES):
         doc = await coll.find_one({"_id": scope})
@@ -48,8 +55,8 @@ async def set_grant(scope: str, owner: str, *, want: int, keep: int, limit: int,
         result = await coll.replace_one({"_id": scope, "version": doc["version"]},
                                         {"version": doc["version"] + 1, "grants": grants})
         if result.matched_count == 1:
-            return n
-    return keep  # contended: keep what we have and ask again on the next need
+            return Grant(n, waiting > 0)
+    return Grant(keep, True)  # contended: keep what we have and ask again on the next need
 
 
 async def drop_grants(owner: str) -> None:

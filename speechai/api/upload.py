@@ -19,10 +19,12 @@ from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
 from actors.clock import Clock
+from speechai.api.auth import ensure_account, requires
 from speechai.domain.settings import CallSettings, merge_settings
 from speechai.loader.errors import LimitError, LoadError, MissingColumnsError, UnreadableFileError
 from speechai.loader.service import load_batch
 from speechai.loader.spec import BatchSource
+from speechai.store.api_models import Role
 
 MAX_UPLOAD_BYTES = 100 * 2**20
 MAX_FIELD_BYTES = 64 * 2**10  # a settings or text field; the file part has its own limit
@@ -105,6 +107,7 @@ async def _receive(request: web.Request, tmp: Path) -> tuple[dict[str, Any], Pat
 def upload_routes(*, clock: Clock, report_dir: Path,
                   default_settings: CallSettings | None = None) -> list[web.RouteDef]:
     """``default_settings`` (the config's ``[call_settings]``): the upload's call settings override them."""
+    @requires(Role.OPERATOR, account_from="handler")
     async def upload(request: web.Request) -> web.Response:
         with tempfile.TemporaryDirectory(prefix="speechai-upload-") as tmp_dir:
             received = await _receive(request, Path(tmp_dir))
@@ -116,6 +119,8 @@ def upload_routes(*, clock: Clock, report_dir: Path,
             missing = [k for k in ("account", "batch_id") if k not in fields]
             if missing:
                 return _error(400, f"missing field(s): {', '.join(missing)}")
+            # an operator key uploads into its own account only; another account looks like none
+            ensure_account(request, fields["account"], f"no account {fields['account']!r}")
             options = fields.pop("options", {})
             unknown = set(options) & {"file", *_TEXT_FIELDS, "call_settings"}
             if unknown:

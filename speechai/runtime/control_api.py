@@ -1,52 +1,63 @@
-"""The aiohttp control endpoint: health, batch pause/resume/settings, job inspection, Retell webhooks.
+"""The aiohttp control endpoint: builds the app of control API v1 (``speechai.api``) with its guards.
 
-Every route but ``/health`` and the webhook (which carries its own HMAC signature) needs
-``Authorization: Bearer <control token>``.
+Routes, schemas, keys and roles, audit and rate limits live in ``speechai.api``; the OpenAPI document
+is at ``/openapi.json`` and its page at ``/docs`` (docs/api.md). Open without a key: ``/health``,
+``/webhooks/retell`` (it carries its own HMAC signature), ``/openapi.json``, ``/docs`` and ``/``.
+Every other route needs ``Authorization: Bearer <API key or control token>``; the control token
+(``SPEECHAI_CONTROL_TOKEN`` or the generated token file) is an admin key.
 
 Input limits (docs/operations.md, "Input limits"): JSON bodies at most ``JSON_MAX_BYTES`` and parsed
 strictly (``webhooks.parse_json``); the upload route up to its file limit plus form fields; webhooks
 ``WEBHOOK_MAX_BYTES``. A request is refused with 503 past ``max_concurrent_requests`` at once and
 cancelled past its timeout; an idle or half-sent connection is closed after ``keepalive_timeout_s``.
 No answer is a bare 500: bad input is a 4xx naming the problem; an unavailable database is a 503.
+Every error is RFC 9457 problem details (``speechai.api.problems``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import ipaddress
 import json
-import re
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
-import phonenumbers
 import structlog
 from aiohttp import HttpVersion11, web
-from bson import ObjectId
-from bson.errors import BSONError, InvalidId
-from pydantic import ValidationError
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from aiohttp.http_exceptions import BadHttpMessage
+from bson.errors import BSONError
+from pymongo.errors import PyMongoError
 
-from speechai.domain.settings import CallSettings, merge_call_settings, settings_changes
-from speechai.loader.normalize import parse_phone, parse_rut
-from speechai.loader.upload import MAX_UPLOAD_BYTES
-from speechai.runtime.scheduler import Wake
-from speechai.runtime.webhooks import WEBHOOK_MAX_BYTES, JsonBodyError, WebhookReceiver, parse_json, read_body
-from speechai.store.accounts import top_up
-from speechai.store.models import Account, Batch, BatchStatus, DoNotCall, Job, JobState
+from speechai.api.audit import record
+from speechai.api.auth import (
+    PRINCIPAL_KEY,
+    PUBLIC,
+    Access,
+    access_of,
+    account_in_request,
+    allowed,
+    authenticate,
+    public,
+    requires,
+)
+from speechai.api.openapi import Op, build_document, docs_response, document_response, extra_op
+from speechai.api.problems import ApiError, problem
+from speechai.api.ratelimit import BURST, RATE_PER_S, RateLimiter
+from speechai.api.routes import DEFERRED_CANCEL_EVERY_S, Routes
+from speechai.api.schemas import PAGE_DEFAULT, PAGE_MAX, do_not_call_key
+from speechai.api.upload import MAX_UPLOAD_BYTES
+from speechai.runtime.webhooks import WEBHOOK_MAX_BYTES, JsonBodyError, WebhookReceiver
+from speechai.store.api_models import Role
+
+__all__ = ["PAGE_DEFAULT", "PAGE_MAX", "ControlApi", "do_not_call_key"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("speechai.control")
 
-OPEN_PATHS = {"/health", "/webhooks/retell"}
+OPEN_PATHS = {"/health", "/webhooks/retell", "/openapi.json", "/docs", "/"}
 UPLOAD_PATH = "/batches/upload"
-# Bounds that keep one top-up far inside the database's 64-bit integers (a typo, not a real order).
-MAX_TOPUP = {"cents": 10**12, "minutes": 10**9}
-# Account limits an operator may set (PUT/PATCH /accounts/{id}/settings).
-ACCOUNT_LIMITS = {"max_concurrent_calls": (1, 10_000), "daily_call_limit": (1, 10_000_000)}
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 JSON_MAX_BYTES = 2**20
 # The upload's file limit plus room for its form fields.
@@ -60,41 +71,7 @@ LINGERING_TIME_S = 2.0
 # Webhook bursts of thousands of live calls fit; bounded memory: this many times the largest body.
 MAX_CONCURRENT_REQUESTS = 256
 MIN_TOKEN_CHARS = 24
-
-PAGE_DEFAULT, PAGE_MAX = 100, 1000
-_LIMIT_RE = re.compile(r"[0-9]{1,7}")
-_MAX_CURSOR_CHARS = 1024
-_MAX_ID_CHARS = 256
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
-
-
-def _error(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
-
-
-def _http_error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
-    return kind(text=json.dumps({"error": message}), content_type="application/json")
-
-
-def _short(value: Any, limit: int = 200) -> Any:
-    """A value echoed in an error: as given when small, else its shortened repr."""
-    text = json.dumps(value, default=str)
-    return value if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
-
-
-def auth_middleware(token: str) -> Any:
-    expected = f"Bearer {token}".encode()
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in OPEN_PATHS:
-            # Header bytes that are not UTF-8 arrive as surrogates: compare them, never fail on them.
-            given = request.headers.get("Authorization", "").encode("utf-8", "surrogatepass")
-            if not hmac.compare_digest(given, expected):
-                return _error(401, "missing or wrong bearer token")
-        return await handler(request)
-
-    return middleware
 
 
 def _route_limit(path: str) -> int:
@@ -103,29 +80,62 @@ def _route_limit(path: str) -> int:
     return WEBHOOK_MAX_BYTES if path == "/webhooks/retell" else JSON_MAX_BYTES
 
 
+def _as_problem(response: web.StreamResponse) -> web.StreamResponse:
+    """An error answered as ``{"error": ...}`` JSON (the loader's and webhook routes') in the one shape."""
+    if response.status < 400 or not isinstance(response, web.Response) or response.content_type != "application/json":
+        return response
+    try:
+        body = json.loads(response.text or "")
+    except (ValueError, TypeError):
+        return response
+    if not isinstance(body, dict) or not isinstance(body.get("error"), str) or "type" in body:
+        return response
+    extra = {k: v for k, v in body.items() if k not in ("error", "type", "title", "status", "detail")}
+    headers = {k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "connection")}
+    out = problem(response.status, body["error"], headers=headers or None, **extra)
+    if response.headers.get("Connection", "").lower() == "close":
+        out.force_close()
+    return out
+
+
+def _http_exception_problem(exc: web.HTTPException) -> web.Response:
+    detail = exc.reason
+    try:
+        body = json.loads(exc.text or "")
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            detail = body["error"]
+    except (ValueError, TypeError):
+        pass
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("retry-after", "allow")}
+    return problem(exc.status, detail, headers=headers or None)
+
+
 @web.middleware
 async def size_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A declared body above the route's limit is refused before a byte of it is read."""
     limit = _route_limit(request.path)
     if request.content_length is not None and request.content_length > limit:
-        return _error(413, f"body of {request.content_length} bytes is larger than this route's limit of "
-                           f"{limit} bytes")
+        return problem(413, f"body of {request.content_length} bytes is larger than this route's limit of "
+                            f"{limit} bytes")
     return await handler(request)
 
 
 def _fault_response(request: web.Request, exc: Exception) -> web.Response:
     """The answer for an exception no handler turned into one: never a bare 500 for bad input."""
     if isinstance(exc, RecursionError | JsonBodyError):
-        return _error(400, f"body is not acceptable JSON: {str(exc)[:200] or 'nested too deep'}")
+        return problem(400, f"body is not acceptable JSON: {str(exc)[:200] or 'nested too deep'}")
+    if isinstance(exc, BadHttpMessage):
+        # raised while a handler reads the body (a multipart part header aiohttp cannot parse)
+        return problem(400, f"malformed request body: {str(exc)[:200]}")
     if isinstance(exc, OverflowError | BSONError | UnicodeEncodeError):
         # a value the database cannot keep: a number past 64 bits, text that is not valid Unicode
         log.warning("control_request_refused", path=request.path, error=f"{type(exc).__name__}: {exc}"[:300])
-        return _error(400, f"a value cannot be stored: {str(exc)[:200]}")
+        return problem(400, f"a value cannot be stored: {str(exc)[:200]}")
     if isinstance(exc, PyMongoError):
         log.warning("control_database_unavailable", path=request.path, error=str(exc)[:300])
-        return _error(503, "database unavailable; try again", retry_after_s=5)
+        return problem(503, "database unavailable; try again", headers={"Retry-After": "5"}, retry_after_s=5)
     log.error("control_request_failed", path=request.path, exc_info=exc)
-    return _error(500, f"internal error ({type(exc).__name__}); the service keeps running")
+    return problem(500, f"internal error ({type(exc).__name__}); the service keeps running")
 
 
 def guard_middleware(*, max_concurrent: int, timeout_s: float, upload_timeout_s: float) -> Any:
@@ -136,24 +146,66 @@ def guard_middleware(*, max_concurrent: int, timeout_s: float, upload_timeout_s:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         nonlocal active
         if active >= max_concurrent:
-            return _error(503, f"more than {max_concurrent} requests in progress; try again",
-                          retry_after_s=1)
+            return problem(503, f"more than {max_concurrent} requests in progress; try again",
+                           headers={"Retry-After": "1"}, retry_after_s=1)
         active += 1
         limit = upload_timeout_s if request.path == UPLOAD_PATH else timeout_s
         try:
             with anyio.fail_after(limit):
-                return await handler(request)
-        except web.HTTPException:
-            raise
+                return _as_problem(await handler(request))
+        except ApiError as exc:
+            return exc.response()
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _http_exception_problem(exc)
         except TimeoutError:
             log.warning("control_request_timeout", path=request.path, limit_s=limit)
-            refused = _error(503, f"request not completed within {limit:g} s (reading the body and answering)")
+            refused = problem(503, f"request not completed within {limit:g} s (reading the body and answering)")
             refused.force_close()  # the body may be half read: this connection cannot carry another request
             return refused
         except Exception as exc:  # the safety net: an answer, and the service serves on
             return _fault_response(request, exc)
         finally:
             active -= 1
+
+    return middleware
+
+
+def access_middleware(*, token: str, limiter: RateLimiter, clock: Any) -> Any:
+    """Authenticates the key, applies its rate limit, checks the route's role and account, and writes the
+    audit entry of a state-changing request that succeeded."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route
+        access: Access = PUBLIC if request.path in OPEN_PATHS else access_of(route.handler)
+        if access.public:
+            return await handler(request)
+        who = await authenticate(request.headers.get("Authorization", ""), token)
+        if who is None:
+            return problem(401, "missing or wrong bearer token (an API key or the control token)",
+                           headers={"WWW-Authenticate": "Bearer"})
+        wait = limiter.take(who.key_id)
+        if wait > 0:
+            return problem(429, f"rate limit of key {who.key_id} reached ({limiter.rate:g} requests/s, bursts of "
+                                f"{limiter.burst}); retry in {wait:.2f} s",
+                           headers={"Retry-After": str(max(1, math.ceil(wait)))}, retry_after_s=round(wait, 3))
+        request[PRINCIPAL_KEY] = who
+        if not allowed(access, who):
+            return problem(403, f"a {who.role.value} key may not call {request.method} {request.path[:100]}")
+        account = account_in_request(request, access)
+        if account is not None and not who.sees(account):
+            return problem(404, f"no account {account[:100]!r}")
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            if request.method in MUTATING:
+                await record(request, who, exc.status, clock.now())
+            raise
+        if request.method in MUTATING:
+            await record(request, who, response.status, clock.now())
+        return response
 
     return middleware
 
@@ -165,11 +217,11 @@ async def expect_check(request: web.Request) -> web.StreamResponse | None:
     if request.version != HttpVersion11:
         return None
     if expect.lower() != "100-continue":
-        return _error(417, f"unsupported Expect header {expect[:40]!r}; only 100-continue")
+        return problem(417, f"unsupported Expect header {expect[:40]!r}; only 100-continue")
     limit = _route_limit(request.path)
     if request.content_length is not None and request.content_length > limit:
-        return _error(413, f"body of {request.content_length} bytes is larger than this route's limit of "
-                           f"{limit} bytes")
+        return problem(413, f"body of {request.content_length} bytes is larger than this route's limit of "
+                            f"{limit} bytes")
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0
     return None
@@ -177,118 +229,6 @@ async def expect_check(request: web.Request) -> web.StreamResponse | None:
 
 def with_expect_check(route: web.RouteDef) -> web.RouteDef:
     return web.RouteDef(route.method, route.path, route.handler, {**route.kwargs, "expect_handler": expect_check})
-
-
-def do_not_call_key(text: str) -> str:
-    """The key as jobs carry it: a RUT as '12345678-5', a phone in E.164; ValueError says why not."""
-    text = text.strip()
-    if text.startswith("+"):
-        try:
-            num = phonenumbers.parse(text, None)
-        except phonenumbers.NumberParseException:
-            num = None
-        if num is None or not phonenumbers.is_possible_number(num):
-            raise ValueError(f"key {text!r} is not a phone number in E.164 form (+56987654321)")
-        return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
-    readings = set()
-    for parse in (parse_rut, lambda t: parse_phone(t, "CL").number):
-        try:
-            readings.add(parse(text))
-        except ValueError:
-            pass
-    if not readings:
-        raise ValueError(f"key must be a RUT (12345678-5) or a phone (+56987654321), got {text!r}")
-    if len(readings) > 1:
-        raise ValueError(f"key {text!r} reads as RUT and as phone ({' or '.join(sorted(readings))}); "
-                         "write the RUT with its dash or the phone with its +56")
-    return readings.pop()
-
-
-def _unknown_keys(body: dict[str, Any], allowed: set[str]) -> web.Response | None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        return _error(422, f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
-    return None
-
-
-def _problems(exc: Exception) -> list[dict[str, Any]]:
-    """Field/value problems of a failed settings validation, whatever the validator raised."""
-    if isinstance(exc, ValidationError):
-        return [{"field": ".".join(map(str, e["loc"])), "value": _short(e.get("input")), "error": e["msg"]}
-                for e in exc.errors()]
-    return [{"field": None, "value": None, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}]
-
-
-# --- pagination -----------------------------------------------------------------------------------
-
-
-def encode_cursor(last_key: str) -> str:
-    return base64.urlsafe_b64encode(last_key.encode()).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str) -> str:
-    """The key a page ended on; ValueError when ``cursor`` is not one this endpoint returned."""
-    if len(cursor) > _MAX_CURSOR_CHARS:
-        raise ValueError(f"cursor is longer than {_MAX_CURSOR_CHARS} characters")
-    try:
-        raw = cursor.encode("ascii")
-        return base64.b64decode(raw + b"=" * (-len(raw) % 4), altchars=b"-_", validate=True).decode()
-    except (UnicodeError, binascii.Error):
-        raise ValueError(f"cursor {cursor[:80]!r} is not one this endpoint returned") from None
-
-
-def page_params(request: web.Request) -> tuple[int, str | None]:
-    """``(limit, key after which the page starts)`` from the query; HTTP 422 naming a bad one."""
-    query = request.query
-    unknown = sorted(set(query) - {"limit", "cursor"})
-    if unknown:
-        raise _http_error(web.HTTPUnprocessableEntity, f"unknown query parameter(s) "
-                                                       f"{', '.join(repr(k[:40]) for k in unknown)}; "
-                                                       "allowed: cursor, limit")
-    for name in ("limit", "cursor"):
-        if len(query.getall(name, [])) > 1:
-            raise _http_error(web.HTTPUnprocessableEntity, f"{name} given more than once")
-    text = query.get("limit")
-    limit = PAGE_DEFAULT
-    if text is not None:
-        if not _LIMIT_RE.fullmatch(text) or not 1 <= int(text) <= PAGE_MAX:
-            raise _http_error(web.HTTPUnprocessableEntity,
-                              f"limit must be a whole number from 1 to {PAGE_MAX}, got {text[:40]!r}")
-        limit = int(text)
-    cursor = query.get("cursor")
-    if cursor is None:
-        return limit, None
-    try:
-        return limit, decode_cursor(cursor)
-    except ValueError as exc:
-        raise _http_error(web.HTTPUnprocessableEntity, str(exc)) from None
-
-
-def _page(rows: list[Any], limit: int, key: Callable[[Any], str]) -> tuple[list[Any], str | None]:
-    """The first ``limit`` of ``limit + 1`` rows read, and the cursor to the rest (None: no more)."""
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, encode_cursor(key(rows[-1]))
-
-
-async def batch_counts(batch_id: str) -> dict[str, int]:
-    return (await page_counts([batch_id]))[batch_id]
-
-
-async def page_counts(batch_ids: list[str]) -> dict[str, dict[str, int]]:
-    """Jobs per state of each batch, in one aggregate (``$match batch_id $in`` on the batch index)."""
-    states = [s.value for s in JobState]
-    rows = await Job.get_pymongo_collection().aggregate([
-        {"$match": {"batch_id": {"$in": batch_ids}}},
-        {"$group": {"_id": "$batch_id",
-                    **{s: {"$sum": {"$cond": [{"$eq": ["$state", s]}, 1, 0]}} for s in states}}},
-    ])
-    counts = {b: dict.fromkeys(states, 0) for b in batch_ids}
-    async for row in rows:
-        if row["_id"] in counts:
-            counts[row["_id"]] = {s: int(row.get(s, 0)) for s in states}
-    return counts
 
 
 def _is_loopback(host: str) -> bool:
@@ -301,47 +241,58 @@ def _is_loopback(host: str) -> bool:
 
 
 class ControlApi:
+    """``rate_limit_per_s``/``rate_limit_burst``: each key's token bucket (defaults 50 requests/s, bursts
+    of 200); past it a request is 429 with ``Retry-After``."""
+
     def __init__(self, *, token: str, scheduler_ref: Any, webhooks: WebhookReceiver,
                  instance_id: str, clock: Any, extra_routes: Iterable[web.RouteDef] = (),
                  request_timeout_s: float = REQUEST_TIMEOUT_S, upload_timeout_s: float = UPLOAD_TIMEOUT_S,
                  keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S,
                  max_concurrent_requests: int = MAX_CONCURRENT_REQUESTS,
-                 json_max_bytes: int = JSON_MAX_BYTES) -> None:
-        self.scheduler_ref = scheduler_ref
-        self.webhooks = webhooks
-        self.instance_id = instance_id
+                 json_max_bytes: int = JSON_MAX_BYTES, rate_limit_per_s: float = RATE_PER_S,
+                 rate_limit_burst: int = BURST, deferred_cancel_every_s: float = DEFERRED_CANCEL_EVERY_S) -> None:
         self.clock = clock
-        self.json_max_bytes = json_max_bytes
         self.keepalive_timeout_s = keepalive_timeout_s
+        self.deferred_cancel_every_s = deferred_cancel_every_s
         self._token_chars = len(token)
+        self.routes = Routes(scheduler_ref=scheduler_ref, webhooks=webhooks, instance_id=instance_id, clock=clock,
+                             json_max_bytes=json_max_bytes)
+        self.limiter = RateLimiter(rate_limit_per_s, rate_limit_burst)
         guard = guard_middleware(max_concurrent=max_concurrent_requests, timeout_s=request_timeout_s,
                                  upload_timeout_s=upload_timeout_s)
-        self.app = web.Application(middlewares=[guard, auth_middleware(token), size_middleware],
-                                   client_max_size=APP_MAX_BYTES)
+        access = access_middleware(token=token, limiter=self.limiter, clock=clock)
+        self.app = web.Application(middlewares=[guard, access, size_middleware], client_max_size=APP_MAX_BYTES)
+        extra = list(extra_routes)
+        own = [*self.routes.operations(),
+               Op("GET", "/openapi.json", self.openapi, "This document", "service",
+                  more={200: ("OpenAPI 3.1", None)}),
+               Op("GET", "/docs", self.docs, "A page showing this document", "service",
+                  more={200: ("HTML page", None, "text/html")})]
+        self.document = build_document([*own, *(extra_op(r) for r in extra)], title="SpeechAI control API",
+                                       version="1")
         routes = [
-            web.get("/health", self.health),
-            web.get("/batches", self.list_batches),
-            web.get("/batches/{batch_id}", self.get_batch),
-            web.post("/batches/{batch_id}/pause", self.pause),
-            web.post("/batches/{batch_id}/resume", self.resume),
-            # Both merge the given keys into the batch's settings; neither replaces the whole document.
-            web.put("/batches/{batch_id}/settings", self.patch_settings),
-            web.patch("/batches/{batch_id}/settings", self.patch_settings),
-            web.get("/jobs/{job_id}", self.get_job),
-            web.get("/accounts/{account_id}", self.get_account),
-            web.put("/accounts/{account_id}/settings", self.patch_account_settings),
-            web.patch("/accounts/{account_id}/settings", self.patch_account_settings),
-            web.post("/accounts/{account_id}/topup", self.top_up),
-            web.get("/accounts/{account_id}/do-not-call", self.list_dnc),
-            web.post("/accounts/{account_id}/do-not-call", self.add_dnc),
-            web.post("/webhooks/retell", self.webhook),
-            *extra_routes,
+            *(op.route() for op in own),
+            *extra,
             # last: any other path gets a JSON 404 through the middlewares, and the Expect check below
             web.route("*", "/{tail:.*}", self.no_route),
         ]
         self.app.add_routes([with_expect_check(r) for r in routes])
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
+
+    @public
+    async def openapi(self, request: web.Request) -> web.Response:
+        """The OpenAPI 3.1 document of this API (open)."""
+        return document_response(self.document)
+
+    @public
+    async def docs(self, request: web.Request) -> web.Response:
+        """A page rendering /openapi.json (open; no data)."""
+        return docs_response()
+
+    @requires(Role.OPERATOR, Role.VIEWER, Role.BILLING, account_from="handler")
+    async def no_route(self, request: web.Request) -> web.Response:
+        return problem(404, f"no route {request.method} {request.path[:100]!r}")
 
     async def start(self, host: str, port: int) -> None:
         """Bind now, so a port in use fails start-up with a clear error instead of a restart loop."""
@@ -365,216 +316,22 @@ class ControlApi:
             raise
         self.port = self._runner.addresses[0][1] if self._runner.addresses else port
 
+    async def _deferred_cancels(self) -> None:
+        """Applies cancellations that waited for a live call to end; a database outage only delays them."""
+        while True:
+            await anyio.sleep(self.deferred_cancel_every_s)
+            try:
+                await self.routes.apply_deferred_cancels()
+            except PyMongoError as exc:
+                log.warning("deferred_cancel_waiting_for_database", error=str(exc)[:300])
+
     async def serve_forever(self) -> None:
         assert self._runner is not None, "start() first"
         try:
-            await anyio.sleep_forever()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._deferred_cancels)
+                await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._runner.cleanup()
 
-    def _wake(self, reason: str) -> None:
-        self.scheduler_ref.tell_nowait(Wake(reason))
-
-    async def _json_object(self, request: web.Request) -> dict[str, Any]:
-        body = await read_body(request, self.json_max_bytes)
-        try:
-            # integers past 64 bits get through to the route's own checks, which name the field
-            value = parse_json(body, int64=False)
-        except JsonBodyError as exc:
-            raise _http_error(web.HTTPBadRequest, str(exc)) from None
-        if not isinstance(value, dict):
-            raise _http_error(web.HTTPBadRequest, "body must be a JSON object")
-        return value
-
-    @staticmethod
-    def _path_id(request: web.Request, name: str) -> str:
-        """A path segment usable as a database key (UTF-8, bounded), or 400 naming it."""
-        value = request.match_info[name]
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            raise _http_error(web.HTTPBadRequest, f"{name} is not valid UTF-8 text") from None
-        if len(value) > _MAX_ID_CHARS:
-            raise _http_error(web.HTTPBadRequest, f"{name} is longer than {_MAX_ID_CHARS} characters")
-        return value
-
-    async def no_route(self, request: web.Request) -> web.Response:
-        return _error(404, f"no route {request.method} {request.path[:100]!r}")
-
-    async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "instance": self.instance_id,
-                                  "time": self.clock.now().isoformat()})
-
-    # --- batches ----------------------------------------------------------------------------------
-
-    async def list_batches(self, request: web.Request) -> web.Response:
-        """A page of batches by id. The embedded server answers the ``_id`` string range with a scan
-        (DESIGN.md section 6): fine for the batches collection, which holds hundreds, not millions."""
-        limit, after = page_params(request)
-        query = {"_id": {"$gt": after}} if after is not None else {}
-        # Raw documents: a listing must not depend on every stored batch passing today's validation.
-        rows = await Batch.get_pymongo_collection().find(
-            query, {"account_id": 1, "status": 1, "name": 1, "call_settings.priority": 1}
-        ).sort("_id", 1).limit(limit + 1).to_list()
-        rows, next_cursor = _page(rows, limit, lambda r: r["_id"])
-        counts = await page_counts([r["_id"] for r in rows])
-        items = [{"id": r["_id"], "account_id": r.get("account_id"), "name": r.get("name", ""),
-                  "status": r.get("status"), "priority": (r.get("call_settings") or {}).get("priority"),
-                  "jobs": counts[r["_id"]]} for r in rows]
-        return web.json_response({"items": items, "next_cursor": next_cursor})
-
-    async def _batch(self, request: web.Request) -> Batch:
-        batch_id = self._path_id(request, "batch_id")
-        batch = await Batch.get(batch_id)
-        if batch is None:
-            raise _http_error(web.HTTPNotFound, f"no batch {batch_id!r}")
-        return batch
-
-    async def get_batch(self, request: web.Request) -> web.Response:
-        batch = await self._batch(request)
-        return web.json_response({
-            "id": batch.id, "account_id": batch.account_id, "status": batch.status.value,
-            "status_reason": batch.status_reason,
-            "call_settings": batch.call_settings.model_dump(mode="json"), "jobs": await batch_counts(batch.id),
-        })
-
-    async def _set_status(self, request: web.Request, status: BatchStatus) -> web.Response:
-        batch = await self._batch(request)
-        if batch.status == BatchStatus.CANCELLED:
-            return _error(409, f"batch {batch.id!r} is cancelled")
-        await Batch.get_pymongo_collection().update_one(
-            {"_id": batch.id}, {"$set": {"status": status.value, "status_reason": f"{status.value} by operator"}})
-        self._wake(f"batch {batch.id} {status.value}")
-        return web.json_response({"id": batch.id, "status": status.value})
-
-    async def pause(self, request: web.Request) -> web.Response:
-        return await self._set_status(request, BatchStatus.PAUSED)
-
-    async def resume(self, request: web.Request) -> web.Response:
-        return await self._set_status(request, BatchStatus.ACTIVE)
-
-    async def patch_settings(self, request: web.Request) -> web.Response:
-        """Merge the given keys into the batch's call settings (PUT and PATCH alike); the preset changes
-        only when the body names ``preset``. Answers the resulting settings and what changed."""
-        batch = await self._batch(request)
-        patch = await self._json_object(request)
-        before: CallSettings = batch.call_settings
-        try:
-            after = merge_call_settings(before, patch)
-        except Exception as exc:  # whatever validation raised, it is the input's problem
-            return web.json_response({"error": "invalid call_settings", "problems": _problems(exc)}, status=422,
-                                     dumps=lambda o: json.dumps(o, default=str))
-        changes = settings_changes(before, after)
-        if changes:
-            await Batch.get_pymongo_collection().update_one(
-                {"_id": batch.id}, {"$set": {"call_settings": after.model_dump(mode="json")}})
-            log.warning("settings_changed", batch_id=batch.id,
-                        changes={k: {"before": b, "after": a} for k, (b, a) in changes.items()})
-            if "preset" in changes:
-                was, now = changes["preset"]
-                log.warning("preset_changed", batch_id=batch.id, before=was, after=now)
-            self._wake(f"batch {batch.id} settings changed")
-        return web.json_response({"id": batch.id, "call_settings": after.model_dump(mode="json"),
-                                  "changes": {k: {"before": b, "after": a} for k, (b, a) in changes.items()}})
-
-    # --- jobs -------------------------------------------------------------------------------------
-
-    async def get_job(self, request: web.Request) -> web.Response:
-        job_id = self._path_id(request, "job_id")
-        try:
-            job = await Job.get(ObjectId(job_id))
-        except InvalidId:
-            return _error(400, f"not a job id: {job_id!r}")
-        if job is None:
-            return _error(404, f"no job {job_id!r}")
-        return web.json_response(json.loads(job.model_dump_json()))
-
-    # --- accounts ---------------------------------------------------------------------------------
-
-    async def _account(self, request: web.Request) -> Account:
-        account_id = self._path_id(request, "account_id")
-        account = await Account.get(account_id)
-        if account is None:
-            raise _http_error(web.HTTPNotFound, f"no account {account_id!r}")
-        return account
-
-    async def get_account(self, request: web.Request) -> web.Response:
-        account = await self._account(request)
-        return web.json_response(account.model_dump(mode="json"))
-
-    async def patch_account_settings(self, request: web.Request) -> web.Response:
-        """Set ``max_concurrent_calls`` and/or ``daily_call_limit`` (null: no daily limit)."""
-        account = await self._account(request)
-        body = await self._json_object(request)
-        if (refused := _unknown_keys(body, set(ACCOUNT_LIMITS))) is not None:
-            return refused
-        for name, value in body.items():
-            low, high = ACCOUNT_LIMITS[name]
-            nullable = name == "daily_call_limit"
-            if value is None and nullable:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                allowed = f"a whole number from {low} to {high}" + (" or null (no limit)" if nullable else "")
-                return _error(422, f"{name} must be {allowed}, got {_short(value)!r}", field=name)
-        changes = {k: {"before": getattr(account, k), "after": v} for k, v in body.items()
-                   if getattr(account, k) != v}
-        if changes:
-            await Account.get_pymongo_collection().update_one({"_id": account.id}, {"$set": body})
-            log.warning("account_settings_changed", account_id=account.id, changes=changes)
-            self._wake(f"account {account.id} settings changed")
-        out = (await self._account(request)).model_dump(mode="json")
-        return web.json_response({**out, "changes": changes})
-
-    async def top_up(self, request: web.Request) -> web.Response:
-        account = await self._account(request)
-        body = await self._json_object(request)
-        if (refused := _unknown_keys(body, set(MAX_TOPUP))) is not None:
-            return refused
-        cents, minutes = body.get("cents", 0), body.get("minutes", 0)
-        for name, value in (("cents", cents), ("minutes", minutes)):
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TOPUP[name]:
-                return _error(422, f"{name} must be a whole number from 0 to {MAX_TOPUP[name]}, got {_short(value)!r}")
-        if cents == 0 and minutes == 0:
-            return _error(422, f"nothing to top up: give cents or minutes above 0, got {_short(body)!r}")
-        await top_up(account.id, cents=cents, ms=minutes * 60_000)
-        self._wake(f"account {account.id} topped up")
-        return web.json_response((await self._account(request)).model_dump(mode="json"))
-
-    async def list_dnc(self, request: web.Request) -> web.Response:
-        """A page of the account's do-not-call entries, sorted by key (index account_id, key; the string
-        range is a scan on the embedded server, fine for lists of thousands)."""
-        account = await self._account(request)
-        limit, after = page_params(request)
-        query: dict[str, Any] = {"account_id": account.id}
-        if after is not None:
-            query["key"] = {"$gt": after}
-        entries = await DoNotCall.find(query).sort("+key").limit(limit + 1).to_list()
-        entries, next_cursor = _page(entries, limit, lambda e: e.key)
-        return web.json_response({
-            "items": [{"key": e.key, "reason": e.reason, "added_at": e.added_at.isoformat()} for e in entries],
-            "next_cursor": next_cursor})
-
-    async def add_dnc(self, request: web.Request) -> web.Response:
-        account = await self._account(request)
-        body = await self._json_object(request)
-        if (refused := _unknown_keys(body, {"key", "reason"})) is not None:
-            return refused
-        key, reason = body.get("key"), body.get("reason", "")
-        if not isinstance(key, str) or not key.strip() or len(key) > 64:
-            return _error(422, f"key must be a national id or an E.164 phone, got {_short(key)!r}")
-        if not isinstance(reason, str) or len(reason) > 1000:
-            return _error(422, f"reason must be text of at most 1000 characters, got {_short(reason)!r}")
-        try:
-            # Stored as the loader stores people, or the entry would never match a job.
-            key = do_not_call_key(key)
-        except ValueError as exc:
-            return _error(422, str(exc))
-        try:
-            await DoNotCall(account_id=account.id, key=key, reason=reason, added_at=self.clock.now()).insert()
-        except DuplicateKeyError:
-            return web.json_response({"key": key, "status": "already listed"})
-        return web.json_response({"key": key, "status": "added"}, status=201)
-
-    async def webhook(self, request: web.Request) -> web.Response:
-        return await self.webhooks.handle(request)

@@ -6,14 +6,14 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 from loader_data import NOW
+from upload_client import operator_app
 
 from actors.clock import SimClock
+from speechai.api.upload import upload_routes
 from speechai.loader.spec import BatchSource
 from speechai.loader.synthetic import write_csv, write_xlsx
-from speechai.loader.upload import upload_routes
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def report_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 async def upload_url(db, tmp_path: Path) -> AsyncIterator[str]:
     """``POST /batches/upload`` served over real HTTP on loopback, backed by the embedded server."""
-    app = web.Application()
+    app = operator_app()
     app.add_routes(upload_routes(clock=SimClock(NOW), report_dir=tmp_path / "reports"))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

@@ -10,9 +10,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from loader_data import COLLECTION, NOW, RUT_A, RUT_B
+from upload_client import operator_app
 
 from actors.clock import SimClock
-from speechai.loader.upload import upload_routes
+from speechai.api.upload import upload_routes
 from speechai.store.models import Batch, Job
 
 ROWS = [[RUT_A, "Ana Díaz", 991975219, 50000, "2026-03-10"], [RUT_B, "Luis Soto", 981234567, 2000, None]]
@@ -20,7 +21,7 @@ ROWS = [[RUT_A, "Ana Díaz", 991975219, 50000, "2026-03-10"], [RUT_B, "Luis Soto
 
 @pytest.fixture
 async def base_url(db, tmp_path: Path) -> AsyncIterator[str]:
-    app = web.Application()
+    app = operator_app()
     app.add_routes(upload_routes(clock=SimClock(NOW), report_dir=tmp_path / "reports"))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -104,7 +105,7 @@ async def test_upload_request_errors(base_url: str, make_file) -> None:
 async def test_uploaded_settings_override_the_configured_defaults(db, tmp_path: Path, make_file) -> None:
     from speechai.domain.settings import CallSettings
 
-    app = web.Application()
+    app = operator_app()
     defaults = CallSettings(max_attempts=9, timezone="America/New_York", holidays_country="US")
     app.add_routes(upload_routes(clock=SimClock(NOW), report_dir=tmp_path / "reports", default_settings=defaults))
     server = TestServer(app, host="127.0.0.1")
@@ -127,9 +128,9 @@ async def test_uploaded_settings_override_the_configured_defaults(db, tmp_path: 
 async def test_an_oversized_or_too_deep_form_field_is_refused_cleanly(db, tmp_path) -> None:
     """A chunked upload declares no length: a huge settings field is cut off at the field limit (413), and
     JSON nested 60,000 deep is a 400, never a 500."""
-    from speechai.loader.upload import MAX_FIELD_BYTES
+    from speechai.api.upload import MAX_FIELD_BYTES
 
-    app = web.Application(client_max_size=50 * 2**20)
+    app = operator_app(client_max_size=50 * 2**20)
     app.add_routes(upload_routes(clock=SimClock(NOW), report_dir=tmp_path))
     runner = web.AppRunner(app)
     await runner.setup()

@@ -1,0 +1,1 @@
+"""The live dashboard: a static page at ``/`` fed by Server-Sent Events (``/events``)."""

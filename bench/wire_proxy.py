@@ -4,6 +4,8 @@ Every client→server message is forwarded unchanged and counted by its command 
 the body section of an ``OP_MSG`` (opcode 2013), of the query document of a legacy ``OP_QUERY``
 (2004, the driver's first handshake), or ``<opcode N>`` for anything else. The counters are written
 as JSON to ``--stats`` every 0.2 s and on exit, so a benchmark reads them without talking to us.
+``targets`` counts the same messages by command and collection (``find jobs``): the value of that first
+key when it is a string, as in every CRUD command.
 
     python bench/wire_proxy.py --listen 127.0.0.1:0 --upstream 127.0.0.1:27017 --stats counts.json
 
@@ -31,16 +33,24 @@ def _cstring(data: bytes | bytearray, start: int) -> tuple[str, int]:
     return bytes(data[start:end]).decode("utf-8", "replace"), end + 1
 
 
-def _first_key(doc: bytes | bytearray, start: int) -> str:
-    """First element name of the BSON document at ``start`` (int32 length, type byte, cstring name)."""
-    if doc[start + 4] == 0:
-        return "<empty>"
-    name, _ = _cstring(doc, start + 5)
-    return name
+BSON_STRING = 0x02
 
 
-def command_name(message: bytes | bytearray) -> str:
-    """The command a whole wire message carries (header included)."""
+def _first_element(doc: bytes | bytearray, start: int) -> tuple[str, str | None]:
+    """Name of the first element of the BSON document at ``start`` (int32 length, type byte, cstring
+    name), and its value when it is a string (a CRUD command's collection)."""
+    kind = doc[start + 4]
+    if kind == 0:
+        return "<empty>", None
+    name, pos = _cstring(doc, start + 5)
+    if kind != BSON_STRING:
+        return name, None
+    (size,) = struct.unpack_from("<i", doc, pos)  # int32 length (with the NUL), then the bytes
+    return name, bytes(doc[pos + 4:pos + 3 + size]).decode("utf-8", "replace")
+
+
+def command_target(message: bytes | bytearray) -> tuple[str, str | None]:
+    """The command a whole wire message carries (header included), and the collection it names."""
     _, _, _, opcode = HEADER.unpack_from(message, 0)
     try:
         if opcode == OP_MSG:
@@ -49,28 +59,34 @@ def command_name(message: bytes | bytearray) -> str:
                 kind = message[pos]
                 pos += 1
                 if kind == 0:
-                    return _first_key(message, pos)
+                    return _first_element(message, pos)
                 (size,) = struct.unpack_from("<i", message, pos)  # kind 1: a document sequence
                 pos += size
-            return "<no body>"
+            return "<no body>", None
         if opcode == OP_QUERY:
             _, pos = _cstring(message, 20)  # flags, then fullCollectionName
-            return _first_key(message, pos + 8)  # numberToSkip, numberToReturn
+            return _first_element(message, pos + 8)[0], None  # numberToSkip, numberToReturn
     except (IndexError, ValueError, struct.error):
-        return "<unparsed>"
-    return f"<opcode {opcode}>"
+        return "<unparsed>", None
+    return f"<opcode {opcode}>", None
+
+
+def command_name(message: bytes | bytearray) -> str:
+    return command_target(message)[0]
 
 
 class Counts:
     def __init__(self) -> None:
         self.commands: Counter[str] = Counter()
+        self.targets: Counter[str] = Counter()  # "find jobs"
         self.messages = 0
         self.bytes_in = 0
         self.connections = 0
 
     def to_json(self) -> dict[str, object]:
         return {"messages": self.messages, "bytes": self.bytes_in, "connections": self.connections,
-                "commands": dict(self.commands.most_common()), "at": time.time()}
+                "commands": dict(self.commands.most_common()), "targets": dict(self.targets.most_common()),
+                "at": time.time()}
 
 
 async def _client_to_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, counts: Counts) -> None:
@@ -84,7 +100,9 @@ async def _client_to_server(reader: asyncio.StreamReader, writer: asyncio.Stream
                 break
             counts.messages += 1
             counts.bytes_in += length
-            counts.commands[command_name(pending[:length])] += 1
+            name, target = command_target(pending[:length])
+            counts.commands[name] += 1
+            counts.targets[name if target is None else f"{name} {target}"] += 1
             del pending[:length]
         await writer.drain()
     writer.close()

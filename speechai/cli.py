@@ -1,4 +1,4 @@
-"""``speechai`` command: run, demo, load, simulator, check-config."""
+"""``speechai`` command: run, demo, load, simulator, report, jobs, db, status, check-config."""
 
 from __future__ import annotations
 
@@ -37,13 +37,14 @@ def _log_setup(config: Config, *, to_file: bool = False) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from speechai.runtime.service import run_instance
+    from speechai.runtime.service import run_instance, tune_gc
 
     config = _config(args)
     if config.retell.base_url and not config.retell_api_key:
         raise ConfigError(f"retell.base_url is {config.retell.base_url!r} but RETELL_API_KEY is not in the "
                           "environment (leave base_url empty to run against the simulator)")
     _log_setup(config)
+    tune_gc()  # the service process only: the heap of thousands of call actors
     anyio.run(lambda: run_instance(config, until_done=args.until_done))
     return 0
 
@@ -90,6 +91,71 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _config(args)
     print(config.model_dump_json(indent=2))
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from speechai.reports.command import demo_fallback, run_report
+
+    config = _config(args)
+    if args.demo or demo_fallback(config):
+        config.data_dir = config.data_dir / "demo"
+        print(f"reading the demo's database under {config.data_dir}", file=sys.stderr)
+    _log_setup(config, to_file=True)
+    try:
+        return anyio.run(lambda: run_report(config, fmt=args.format, out=args.out, batch=args.batch,
+                                            account=args.account, date_from=args.date_from, date_to=args.date_to))
+    except ValueError as exc:
+        print(f"speechai report: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from speechai.api.keys_command import run_keys
+
+    config = _config(args)
+    return anyio.run(lambda: run_keys(config, args.keys_action, role=getattr(args, "role", None),
+                                      account=getattr(args, "account", None), name=getattr(args, "name", ""),
+                                      key_id=getattr(args, "key_id", None)))
+
+
+def _admin(args: argparse.Namespace, runner) -> int:
+    """Run an admin command on the configured database (the demo's with ``--demo``)."""
+    config = _config(args)
+    if getattr(args, "demo", False):
+        config.data_dir = config.data_dir / "demo"
+    _log_setup(config, to_file=True)
+    try:
+        return anyio.run(lambda: runner(config))
+    except ValueError as exc:
+        print(f"speechai {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_jobs_reset(args: argparse.Namespace) -> int:
+    from speechai.admin.command import run_reset
+
+    return _admin(args, lambda c: run_reset(c, state=args.state, batch=args.batch, older_than=args.older_than,
+                                            apply=args.apply, clear_bad_phones=args.clear_bad_phones,
+                                            progress=args.progress or sys.stderr.isatty()))
+
+
+def cmd_jobs_clean(args: argparse.Namespace) -> int:
+    from speechai.admin.command import run_clean
+
+    return _admin(args, lambda c: run_clean(c, older_than_days=args.older_than_days, archive=args.archive,
+                                            apply=args.apply, progress=args.progress or sys.stderr.isatty()))
+
+
+def cmd_db_indexes(args: argparse.Namespace) -> int:
+    from speechai.admin.command import run_indexes
+
+    return _admin(args, run_indexes)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from speechai.admin.command import run_status
+
+    return _admin(args, lambda c: run_status(c, as_json=args.json))
 
 
 def _positive(text: str) -> float:
@@ -146,6 +212,87 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulator", help="serve the Retell-compatible simulator")
     add_arguments(p)
     p.set_defaults(func=cmd_simulator)
+
+    p = with_config(sub.add_parser(
+        "report", help="campaign report: job states, outcomes, rates per day/hour/phone, cost, promises",
+        description="The campaign report from the database: jobs per state and why they wait, calls by outcome, "
+                    "contact and success rates per batch, local day, local hour and phone position, calls per "
+                    "job, talk time, cost (cents), promises to pay and collected variables, stopped jobs, "
+                    "do-not-call additions. With the embedded database and no data of its own under data_dir, "
+                    "the demo's database (<data_dir>/demo) is read."))
+    p.add_argument("--format", choices=("terminal", "markdown", "json", "xlsx"), default="terminal",
+                   help="output format (default terminal; xlsx writes a workbook, see --out)")
+    p.add_argument("--batch", default=None, help="only this batch id")
+    p.add_argument("--account", default=None, help="only the batches of this account")
+    p.add_argument("--from", dest="date_from", default=None, metavar="YYYY-MM-DD",
+                   help="first business date (in each batch's timezone) of the calls counted")
+    p.add_argument("--to", dest="date_to", default=None, metavar="YYYY-MM-DD", help="last business date, inclusive")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write to this file (default: standard output; xlsx: speechai-report-<scope>.xlsx)")
+    p.add_argument("--demo", action="store_true", help="read the demo's database (<data_dir>/demo)")
+    p.set_defaults(func=cmd_report)
+
+    keys = sub.add_parser("keys", help="create, list or revoke control API keys (docs/api.md)")
+    keys_sub = keys.add_subparsers(dest="keys_action", required=True)
+    p = with_config(keys_sub.add_parser("create", help="create a key and print its token (shown once)"))
+    p.add_argument("--role", required=True, choices=["admin", "operator", "viewer", "billing"])
+    p.add_argument("--account", default=None, help="the key's account (every role but admin)")
+    p.add_argument("--name", default="", help="a label, e.g. who holds the key")
+    p.set_defaults(func=cmd_keys)
+    p = with_config(keys_sub.add_parser("list", help="list keys (never their secrets)"))
+    p.add_argument("--account", default=None, help="only this account's keys")
+    p.set_defaults(func=cmd_keys)
+    p = with_config(keys_sub.add_parser("revoke", help="revoke a key at once"))
+    p.add_argument("key_id", help="the key's id (key_…)")
+    p.set_defaults(func=cmd_keys)
+
+    def admin(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        with_config(p)
+        p.add_argument("--demo", action="store_true", help="use the demo's database (<data_dir>/demo)")
+        return p
+
+    def writer(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--apply", action="store_true", help="make the change (default: a dry run that prints it)")
+        p.add_argument("--progress", action="store_true", help="show the progress bar also when stderr is no terminal")
+        return p
+
+    jobs = sub.add_parser("jobs", help="job maintenance: reset failed/excluded jobs, clean old finished ones")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    p = writer(admin(jobs_sub.add_parser(
+        "reset", help="put failed or excluded jobs back to pending (dry run unless --apply)",
+        description="Put failed or excluded jobs back to pending, due now, with their attempt count restarted and "
+                    "the transition recorded. Each job is replaced whole only if it did not change meanwhile. "
+                    "A dry run (the default) prints what would change.")))
+    p.add_argument("--state", required=True, choices=("failed", "excluded"), help="the jobs to reset")
+    p.add_argument("--batch", default=None, help="only this batch (default: every batch)")
+    p.add_argument("--older-than", default=None, metavar="AGE",
+                   help="only jobs last changed longer ago than this (90s, 30m, 12h, 7d, 2w)")
+    p.add_argument("--clear-bad-phones", action="store_true",
+                   help="also forget which phones were marked bad (after the numbers were corrected)")
+    p.set_defaults(func=cmd_jobs_reset)
+    p = writer(admin(jobs_sub.add_parser(
+        "clean", help="delete (or archive and delete) old finished jobs and their call payloads",
+        description="Delete finished jobs (done, failed, excluded, cancelled) last changed more than N days ago, "
+                    "with their call payloads and webhook records; live jobs are never touched. --archive "
+                    "writes them first as gzipped JSON lines. A dry run (the default) prints what would go.")))
+    p.add_argument("--older-than-days", type=int, required=True, metavar="N", help="age in days (at least 1)")
+    p.add_argument("--archive", type=Path, default=None, metavar="FILE.jsonl.gz",
+                   help="append each job and its call payloads to this file before deleting")
+    p.set_defaults(func=cmd_jobs_clean)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    p = admin(db_sub.add_parser("indexes", help="create the declared indexes if missing and list every index",
+                                description="Create every index the documents declare (a no-op for those that "
+                                            "exist) and list each collection's indexes; exit 1 if one is missing."))
+    p.set_defaults(func=cmd_db_indexes)
+
+    p = admin(sub.add_parser("status", help="instances, generations, leases, calls in flight, grants, batches",
+                             description="What the database says about the running instances: ids and "
+                                         "generations, leases held and expired, calls in flight, concurrency "
+                                         "grants, batch states and the time of the last job change."))
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_status)
 
     p = with_config(sub.add_parser("check-config", help="validate the configuration and print it resolved"))
     p.set_defaults(func=cmd_check_config)

@@ -37,7 +37,7 @@ class MongoConfig(_Section):
 class RetellConfig(_Section):
     base_url: str = ""  # empty: start the local Retell-compatible simulator in-process
     agent_id: str = "agent_demo"
-    from_number: str = "+56229000000"
+    from_number: str = "+566001234567"  # a 600 number: Subtel requires it for automated collection calls
     timeout_s: float = Field(15.0, gt=0)
     cents_per_minute: int = Field(12, ge=0)  # estimate used to reserve credit before a dial
 

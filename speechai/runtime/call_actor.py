@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 
 from actors.mailbox import Mailbox
+from speechai.dialing import hooks as dialing
 from speechai.domain.credits import settle
 from speechai.domain.decision import NextStep, decide_next, step_for_caps
 from speechai.domain.outcomes import (
@@ -104,6 +105,7 @@ class CallActor:
         self._claimed = job
         self._on_release = on_release
         self._slot_held = slot_held  # one of the account's concurrency slots is held for this actor
+        self._from_number: str | None = None  # the caller id taken from the pool for this dial
 
     async def run(self) -> None:
         self.rt.actors[str(self.job_id)] = self.mailbox.ref
@@ -161,6 +163,9 @@ class CallActor:
         if account is not None and account.suspended_reason:
             await self._release(JobState.SUSPENDED, f"account suspended: {account.suspended_reason}", None)
             return None
+        if (stop := await dialing.caller_id_rule(self.rt, batch, account)) is not None:  # Chile 600/809
+            await self._release(stop.state, stop.reason, stop.at)
+            return None
         if not self._slot_held and account is not None:
             at = next_dialable(settings, now + timedelta(minutes=max(1, settings.retry_delay_min.capacity)))
             await self._release(JobState.RETRY, f"account at its limit of {account.max_concurrent_calls} "
@@ -179,6 +184,9 @@ class CallActor:
         if next_usable_phone(job.phones, job.phone_index - 1) is None:
             await self._release(JobState.FAILED, "no usable phone left", None)
             return None
+        if (stop := await dialing.predial_gate(self.rt, account, job, settings)) is not None:
+            await self._release(stop.state, stop.reason, stop.at)
+            return None
         admitted = await admit(job, settings, account, now, cents_per_minute=self.rt.limits.cents_per_minute)
         if isinstance(admitted, Refusal):
             if admitted.suspend_account:
@@ -186,6 +194,11 @@ class CallActor:
             at = next_dialable(settings, admitted.retry_at) if admitted.retry_at else None
             await self._release(admitted.state, admitted.reason, at)
             return None
+        held = await dialing.hold_caller_id(self.rt, batch, account, job, settings, admitted)
+        if isinstance(held, dialing.Stop):
+            await self._release(held.state, held.reason, held.at)
+            return None
+        admitted, self._from_number = held
         return admitted
 
     # --- attempt ----------------------------------------------------------------------------------
@@ -200,6 +213,7 @@ class CallActor:
         attempt = Attempt(attempt_id=uuid.uuid4().hex, phone=job.phones[index].number, created_at=now,
                           reserved_cents=admission.reserved_cents, reserved_ms=admission.reserved_ms,
                           settled=False, daily_keys=list(admission.daily_keys))
+        attempt.from_number = self._from_number  # the pool's choice, written ahead with the attempt
         job.attempts.append(attempt)
         transition(job, JobState.IN_FLIGHT, f"dialing {attempt.phone}", now)
         await self._save()
@@ -215,6 +229,7 @@ class CallActor:
         is looked up) proves nothing, so the provider's record decides before "not placed"."""
         job = self._job
         uncertain = resumed
+        dialing.prepare_attempt(self.rt, batch, job, attempt, self._from_number)  # from-number, agent (A/B arm)
         for n in range(self.rt.limits.create_retries + 1):
             age = (self.rt.clock.now() - attempt.created_at).total_seconds()
             if age > self.rt.limits.idempotency_window_s:
@@ -223,12 +238,13 @@ class CallActor:
                 if not uncertain:  # nothing was sent: the window closed during the checks before it
                     return await self._window_closed(attempt, settings)
                 break  # the window closed meanwhile: a re-send could be a first dial out of hours
+            await dialing.before_create(self.rt, await self.rt.accounts.get(job.account_id))  # dial rate
             try:
                 call = await self.rt.retell.create_phone_call(
-                    from_number=batch.from_number or self.rt.from_number,
+                    from_number=attempt.from_number,
                     to_number=attempt.phone,
                     idempotency_key=attempt.attempt_id,
-                    override_agent_id=batch.agent_id or self.rt.agent_id,
+                    override_agent_id=attempt.agent_id,
                     metadata={"job_id": str(job.id), "attempt_id": attempt.attempt_id,
                               "batch_id": job.batch_id, "account_id": job.account_id},
                     dynamic_variables=job.variables,
@@ -307,6 +323,7 @@ class CallActor:
         attempt.placed, attempt.counted, attempt.outcome = False, False, (outcome or "not_placed")
         attempt.error = attempt.error or reason
         was_settled, attempt.settled = attempt.settled, True
+        await dialing.after_not_placed(self.rt, self._job, attempt)  # a provider error feeds the breaker
         if outcome == OutcomeClass.ACCOUNT:
             await self._release(JobState.SUSPENDED, reason, None)
         elif outcome is None:
@@ -445,6 +462,7 @@ class CallActor:
         if cls.outcome == OutcomeClass.CALLER_ID:  # our number is the problem: say so where operators look
             self.log.warning("caller_id_refused", reason=cls.reason, call_id=attempt.call_id,
                              from_number=call.get("from_number"))
+            await dialing.caller_id_refused(self.rt, job, attempt, settings, cls.reason)  # rest that number
         step = self._decide(cls, settings, callback_requested_at(call, local_tz=settings.tz))
         self.log.info("call_finished", call_id=attempt.call_id, outcome=cls.outcome.value, success=cls.success,
                       reason=cls.reason, action=step.action)
@@ -477,6 +495,7 @@ class CallActor:
 
     async def _apply(self, step: NextStep, attempt: Attempt) -> None:
         job = self._job
+        step = await dialing.after_attempt(self.rt, job, attempt, step)  # failure circuit breaker
         if step.mark_phone_bad:
             phone = job.phones[job.phone_index]
             phone.bad, phone.bad_reason = True, attempt.disconnection_reason or attempt.error or step.reason

@@ -24,6 +24,7 @@ from pymongo.errors import ConnectionFailure
 from actors.clock import SimClock
 from actors.mailbox import Mailbox
 from actors.supervisor import RestartPolicy, Supervisor
+from speechai.dialing.rate import outbound_limit
 from speechai.domain.settings import CallSettings
 from speechai.domain.windows import fmt_local, is_dialable, next_dialable
 from speechai.runtime.call_actor import CallActor, has_open_attempt
@@ -50,6 +51,13 @@ BUSY_RETRY_S = 0.25  # real seconds between looks while due jobs wait for a slot
 SYNC_SKEW_MS = 5_000
 WAITING = {s.value for s in CLAIMABLE_STATES}
 GLOBAL = "global"
+
+
+def account_limit(account: Account | None, default: int) -> int:
+    """The account's provider concurrency left to outbound calls (its reserved inbound lines kept free)."""
+    if account is None:
+        return default
+    return outbound_limit(account.max_concurrent_calls, account.reserved_inbound_calls)
 
 
 def account_scope(account_id: str) -> str:
@@ -83,6 +91,8 @@ class Scheduler:
         return self.mailbox.ref
 
     async def run(self) -> None:
+        # Batches are loaded whole when first seen: the resync only needs what changes from now on.
+        self._synced_ms = self.rt.now_ms()
         await self._retrying(self.readopt)
         while True:
             try:
@@ -192,8 +202,10 @@ class Scheduler:
 
     async def _current_view(self) -> tuple[list[Batch], dict[str, str]]:
         """Active and paused batches, and suspended accounts: re-read at most once per cache period."""
+        # Other instances' and the database's own changes to batches and accounts show within a resync;
+        # this instance's own changes bump the epoch and show at once.
         if (self._view is not None and self._view_epoch == self.rt.view_epoch
-                and time.monotonic() - self._view[0] < self.rt.limits.cache_ttl_s):
+                and time.monotonic() - self._view[0] < self.rt.limits.resync_interval_s):
             return self._view[1], self._view[2]
         self._view_epoch = self.rt.view_epoch
         batches = await Batch.find({"status": {"$in": [BatchStatus.ACTIVE.value, BatchStatus.PAUSED.value]}}
@@ -267,7 +279,7 @@ class Scheduler:
         if first is None or first > now_ms:
             return None
         account = await self.rt.accounts.get(batch.account_id)
-        limit = account.max_concurrent_calls if account is not None else self.rt.limits.concurrency
+        limit = account_limit(account, self.rt.limits.concurrency)
         if not await self._take_global():
             return None
         if not await self.rt.quotas.take(account_scope(batch.account_id), limit):
@@ -314,7 +326,7 @@ class Scheduler:
         without one its actor puts it back to wait."""
         scope = account_scope(job.account_id)
         account = await self.rt.accounts.get(job.account_id)
-        limit = account.max_concurrent_calls if account is not None else self.rt.limits.concurrency
+        limit = account_limit(account, self.rt.limits.concurrency)
         live = resumed and has_open_attempt(job)
         if not await self._take_global(force=live):
             self._start_child(job, None)

@@ -48,6 +48,21 @@ class Plan(StrEnum):
     CREDITS = "credits"
 
 
+class CallerId(BaseModel):
+    """A from-number of a caller-ID pool; ``region`` tags where it is local (a US area code such as "415",
+    a Chile region such as "RM" or "V"); without one, a US number is local to its own area code."""
+
+    number: str  # E.164
+    region: str | None = None
+
+
+class AgentArm(BaseModel):
+    """One arm of an A/B split: an agent id and its relative weight."""
+
+    agent_id: str
+    weight: float = 1.0
+
+
 class Account(Document):
     """``id`` is the account's slug. Money in integer cents; balances change only by guarded ``$inc``."""
 
@@ -62,6 +77,18 @@ class Account(Document):
     max_concurrent_calls: int = 20
     daily_call_limit: int | None = None
     suspended_reason: str | None = None
+    # --- dialing controls (docs/dialing.md) ---
+    caller_ids: list[CallerId] = Field(default_factory=list)  # the pool, unless a batch has its own
+    caller_id_daily_cap: int | None = None  # dials per from-number per local day
+    # Dial despite a Chile caller-ID violation: the reason text is the audit trail, logged at every start.
+    chile_rule_override: str | None = None
+    reserved_inbound_calls: int = 0  # of max_concurrent_calls, never used by outbound
+    max_dials_per_second: int | None = None  # create-calls per second across instances
+    predial_url: str | None = None  # pre-dial eligibility hook; None = off
+    predial_timeout_s: float = 2.0
+    predial_on_error: str = "skip"  # "skip" (fail closed: retry later) or "call"
+    predial_secret_env: str = "SPEECHAI_PREDIAL_SECRET"  # environment variable holding the signing secret
+    predial_skip_delay_min: int = 60
 
     class Settings:
         name = "accounts"
@@ -81,6 +108,12 @@ class Batch(Document):
     # why the batch's waiting jobs are not being dialed right now (window closed, paused, suspended);
     # kept here, not on every job, so the scheduler never writes to a whole batch of jobs
     waiting_reason: str | None = None
+    # --- dialing controls (docs/dialing.md) ---
+    caller_ids: list[CallerId] = Field(default_factory=list)  # overrides the account's pool
+    caller_id_daily_cap: int | None = None
+    # collection | reminder | survey (existing customers: Chile +56 600) or marketing (+56 809); None = unchecked
+    use_case: str | None = None
+    agent_split: list[AgentArm] = Field(default_factory=list)  # 2-4 arms; overrides agent_id
 
     class Settings:
         name = "batches"
@@ -129,6 +162,8 @@ class Attempt(BaseModel):
     reserved_ms: int = 0
     settled: bool = True
     daily_keys: list[str] = Field(default_factory=list)  # daily counters this attempt consumed
+    from_number: str | None = None  # the caller id this attempt dials from
+    agent_id: str | None = None  # the agent it was sent to (the A/B arm, the batch's or the default)
 
 
 class Lease(BaseModel):
@@ -179,6 +214,10 @@ class Job(Document):
     history: list[Transition] = Field(default_factory=list)
     last_reason: str | None = None
     load_id: str | None = None  # set while the loader that wrote it has not committed
+    arm: str | None = None  # A/B split: the agent id this person is assigned to
+    # the last pre-dial eligibility answer: "call", "skip", "exclude" (or the error policy's), and why
+    predial_action: str | None = None
+    predial_reason: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -283,6 +322,7 @@ class DailyCounter(Document):
 class QuotaGrant(BaseModel):
     owner: str
     n: int
+    want: int = 0
     until_ms: int
 
 
@@ -298,6 +338,33 @@ class Quota(Document):
         name = "quotas"
 
 
+class CallerIdRest(Document):
+    """A from-number rested for the rest of a local day (``id``: "<account>:<number>:<day>") because the
+    carrier marked it as spam or blocked it."""
+
+    id: str  # type: ignore[assignment]
+    account_id: str
+    number: str
+    day: str
+    reason: str
+    refusals: int = 1  # calls refused while it rested (a late call of the same day adds one)
+
+    class Settings:
+        name = "caller_id_rests"
+
+
+class DialRate(Document):
+    """Create-calls of an account in one second, shared by instances: a ring of slots
+    (``id``: "<account>:<second mod RING>") reused as seconds pass, so the collection never grows."""
+
+    id: str  # type: ignore[assignment]
+    sec: int = 0  # epoch second this slot counts
+    n: int = 0
+
+    class Settings:
+        name = "dial_rate"
+
+
 class InstanceRecord(Document):
     """An instance id's generation, bumped at every start: fences an older process of the same id."""
 
@@ -308,5 +375,8 @@ class InstanceRecord(Document):
         name = "instances"
 
 
+from speechai.store.api_models import ApiKey, AuditEntry  # noqa: E402  (the control API's documents)
+
 DOCUMENT_MODELS: list[type[Document]] = [Account, Batch, Job, CallRecord, DoNotCall, WebhookEvent, Quota,
-                                          InstanceRecord, DailyCounter]
+                                          InstanceRecord, DailyCounter, ApiKey, AuditEntry, CallerIdRest,
+                                          DialRate]

@@ -37,6 +37,7 @@ async def run_reset(config: Config, *, state: str, batch: str | None, older_than
     from actors.clock import RealClock
     from speechai.admin.db import admin_database as database
     from speechai.admin.jobs import count_jobs, reset_jobs
+    from speechai.api.audit import record_command
 
     age = parse_duration(older_than) if older_than else None
     wanted = JobState(state)
@@ -62,6 +63,10 @@ async def run_reset(config: Config, *, state: str, batch: str | None, older_than
               + (f"; {result.skipped_changed} changed meanwhile and were left alone" if result.skipped_changed else ""))
         log.warning("admin_jobs_reset", state=state, batch=batch, older_than=older_than, reset=result.reset,
                     skipped=result.skipped_changed)
+        async with database(config):
+            await record_command("jobs.reset", f"speechai jobs reset --state {state} --apply", now,
+                                 detail={"state": state, "batch": batch, "older_than": older_than,
+                                         "reset": result.reset, "skipped_changed": result.skipped_changed})
     else:
         print(f"dry run: {len(result.found)} {state} jobs of {scope}{age_text} would be reset to pending; "
               "run again with --apply to change them")
@@ -73,6 +78,7 @@ async def run_clean(config: Config, *, older_than_days: int, archive: Path | Non
     from actors.clock import RealClock
     from speechai.admin.db import admin_database as database
     from speechai.admin.jobs import clean_jobs, count_jobs
+    from speechai.api.audit import record_command
 
     if older_than_days < 1:
         raise ValueError(f"--older-than-days must be at least 1, got {older_than_days}")
@@ -95,6 +101,10 @@ async def run_clean(config: Config, *, older_than_days: int, archive: Path | Non
           + (f"; {result.kept_changed} changed meanwhile and were kept" if result.kept_changed else ""))
     log.warning("admin_jobs_cleaned", older_than_days=older_than_days, jobs=result.deleted_jobs,
                 calls=result.deleted_calls, archive=str(archive) if archive else None)
+    async with database(config):
+        await record_command("jobs.clean", f"speechai jobs clean --older-than-days {older_than_days} --apply", now,
+                             detail={"jobs": result.deleted_jobs, "calls": result.deleted_calls,
+                                     "archive": str(archive) if archive else None})
     return 0
 
 

@@ -8,6 +8,7 @@ still recorded, as its method and path, under the key's own account.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -64,3 +65,16 @@ async def record(request: web.Request, who: Principal, status: int, now: datetim
                      path=request.path[:300], target=entry.target, status=status, before=entry.before,
                      after=entry.after, detail=entry.detail).insert()
     log.info("audit", outcome="done", seq=seq, before=entry.before, after=entry.after, **line)
+
+
+async def record_command(action: str, command: str, now: datetime, *, account_id: str | None = None,
+                         detail: dict[str, Any] | None = None) -> int:
+    """An admin command's change (``speechai jobs reset --apply`` …), in the same log as the API's: who is
+    the operating-system user that ran it, since the command needs no key."""
+    user = os.environ.get("SUDO_USER") or os.environ.get("USER") or str(os.getuid())
+    seq = await _next_seq()
+    await AuditEntry(seq=seq, at=now, at_ms=epoch_ms(now), key_id=f"cli:{user}", role="admin",
+                     account_id=account_id, action=action, method="CLI", path=command[:300], status=0,
+                     detail=detail or {}).insert()
+    log.info("audit", outcome="done", seq=seq, key_id=f"cli:{user}", action=action, path=command[:300])
+    return seq

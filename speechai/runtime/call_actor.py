@@ -96,7 +96,8 @@ class CallActor:
     release after its checkpoint, so the scheduler's due index follows this instance's own writes."""
 
     def __init__(self, rt: Runtime, job_id: Any, *, job: Job | None = None,
-                 on_release: Callable[[Job], None] | None = None, slot_held: bool = True) -> None:
+                 on_release: Callable[[Job], None] | None = None, slot_held: bool = True,
+                 on_call_ended: Callable[[], None] | None = None) -> None:
         self.rt = rt
         self.job_id = job_id
         self.mailbox: Mailbox[CallEvent] = Mailbox(capacity=16)
@@ -105,6 +106,9 @@ class CallActor:
         self._claimed = job
         self._on_release = on_release
         self._slot_held = slot_held  # one of the account's concurrency slots is held for this actor
+        # told once, when the provider reports the call over: its line is free for the next dial while
+        # this actor still waits for the analysis and writes the result
+        self._on_call_ended = on_call_ended
         self._from_number: str | None = None  # the caller id taken from the pool for this dial
 
     async def run(self) -> None:
@@ -378,6 +382,7 @@ class CallActor:
             if status == "ongoing":
                 crash_point("tracking")
             if status in FINAL_CALL_STATUSES:
+                self._call_over()
                 if status != "ended" or call.get("call_analysis") is not None:
                     return call
                 ended_seen = ended_seen or clock.now()
@@ -398,6 +403,11 @@ class CallActor:
                 call, quiet = _later(call, event.call), 0
             else:
                 call, quiet = None, quiet + 1  # nothing came in time: ask the provider
+
+    def _call_over(self) -> None:
+        if self._on_call_ended is not None:
+            self._on_call_ended()
+            self._on_call_ended = None
 
     def _patience(self, call: dict[str, Any], settings: CallSettings, quiet: int,
                   ended_seen: datetime | None) -> float:

@@ -11,7 +11,7 @@ from actors.clock import Clock
 from speechai.config import Config
 from speechai.loader.service import load_batch
 from speechai.runtime.report import progress_line, summarize
-from speechai.runtime.service import Instance, run_instance
+from speechai.runtime.service import Instance, control_token, run_instance
 
 
 async def run_demo(config: Config) -> int:
@@ -40,10 +40,15 @@ async def run_demo(config: Config) -> int:
         holder["done"] = True  # no more progress queries: the database closes after this
         await print_summary(batch_ids, time.monotonic() - started)
 
+    def ready(instance: Instance) -> None:
+        holder["i"] = instance
+        # Where to watch it: the dashboard asks for this key (the demo's own admin token).
+        print(f"dashboard: http://{config.control.host}:{instance.api.port}/  "
+              f"key: {control_token(config.data_dir)}", flush=True)
+
     async with anyio.create_task_group() as tg:
         tg.start_soon(progress)
-        await run_instance(config, until_done=True, prepare=prepare,
-                           on_ready=lambda i: holder.__setitem__("i", i), handle_signals=True,
+        await run_instance(config, until_done=True, prepare=prepare, on_ready=ready, handle_signals=True,
                            on_stopped=finish)
         tg.cancel_scope.cancel()
     return 0

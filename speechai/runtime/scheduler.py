@@ -41,11 +41,18 @@ class CallFinished:
 
 
 @dataclass(frozen=True)
+class LineFree:
+    """A call actor's call ended at the provider: its line and slots are free before its last writes."""
+
+    child: str
+
+
+@dataclass(frozen=True)
 class Wake:
     reason: str
 
 
-SchedulerMsg = CallFinished | Wake
+SchedulerMsg = CallFinished | LineFree | Wake
 BUSY_RETRY_S = 0.25  # real seconds between looks while due jobs wait for a slot held by another instance
 # Resyncs read jobs written since the last one minus this margin: clocks of instances differ a little.
 SYNC_SKEW_MS = 5_000
@@ -78,6 +85,7 @@ class Scheduler:
         self.index = DueIndex()
         self._loaded: set[str] = set()  # batches whose waiting jobs are in the index
         self._scope_of: dict[str, str] = {}  # call actor name -> account slot scope it holds
+        self._lines: set[str] = set()  # call actors whose call may still be live at the provider
         self._started = 0
         self._waiting: dict[str, str | None] = {}  # batch id -> waiting reason last written to it
         self._synced_ms = 0  # wall ms at the start of the last resync
@@ -145,13 +153,12 @@ class Scheduler:
             handled = True
 
     def _handle(self, msg: SchedulerMsg) -> None:
+        if isinstance(msg, CallFinished | LineFree):
+            self._free_line(msg.child)
         if isinstance(msg, CallFinished):
-            if (scope := self._scope_of.pop(msg.child, None)) is not None:
-                self.rt.quotas.free(scope)
-                self.rt.quotas.free(GLOBAL)
             if self.in_flight.get(msg.job_id) == msg.child:  # not a newer actor of the same job
                 del self.in_flight[msg.job_id]
-        else:  # an operator changed something: read it fresh, and resync now
+        elif isinstance(msg, Wake):  # an operator changed something: read it fresh, and resync now
             self.rt.forget_cached()
             self._view = None
             self._next_sync = 0.0
@@ -318,7 +325,14 @@ class Scheduler:
         return next_dialable(settings, max(_from_ms(first), now), use_waves=False)
 
     def _free_slots(self) -> int:
-        return self.rt.limits.concurrency - len(self.in_flight)
+        return self.rt.limits.concurrency - len(self._lines)
+
+    def _free_line(self, child: str) -> None:
+        """Once per actor: at the end of its call, or when it exits without one."""
+        self._lines.discard(child)
+        if (scope := self._scope_of.pop(child, None)) is not None:
+            self.rt.quotas.free(scope)
+            self.rt.quotas.free(GLOBAL)
 
     async def _start(self, job: Job, *, resumed: bool) -> None:
         """A job taken back from a dead process. A call it may have placed exists at the provider whatever
@@ -343,10 +357,12 @@ class Scheduler:
         job_id = str(job.id)
         child = f"call-{job_id}-{self._started}"
         self.in_flight[job_id] = child
+        self._lines.add(child)
         if scope is not None:
             self._scope_of[child] = scope
         self.index.discard(job.id)
-        actor = CallActor(self.rt, job.id, job=job, on_release=self.released, slot_held=scope is not None)
+        actor = CallActor(self.rt, job.id, job=job, on_release=self.released, slot_held=scope is not None,
+                          on_call_ended=lambda: self.ref.tell_nowait(LineFree(child)))
         self.calls.start_child(child, actor.run, policy=RestartPolicy.TRANSIENT,
                                on_exit=lambda name, exc: self.ref.tell_nowait(CallFinished(job_id, name)))
 

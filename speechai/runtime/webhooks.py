@@ -28,7 +28,7 @@ from aiohttp import web
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from actors.batcher import Batcher
-from speechai.retell.signature import SIGNATURE_HEADER, header_is_fresh, verify
+from speechai.retell.signature import SIGNATURE_HEADER, header_is_fresh, parse_header, verify
 from speechai.runtime.call_actor import CallEvent
 from speechai.runtime.context import Runtime
 from speechai.store.jobs import save_call_payload
@@ -220,6 +220,8 @@ class WebhookReceiver:
             self.rt.log.info("webhook_ignored", webhook_event=event[:64], call_id=call_id)
             return 200, {"status": "ignored", "reason": f"event {event!r} is not one this runtime handles"}
         self.rt.note_webhook()  # webhooks are arriving: live calls need polling only as a fallback
+        signed = parse_header(signature)  # verified above: its timestamp is when the provider sent it
+        lag_ms = max(0, self.rt.now_ms() - signed[0]) if signed is not None else None
         key = f"{event}:{call_id}"
         try:
             if key in self._seen:  # recent deliveries are known here; older ones by the unique index below
@@ -233,7 +235,7 @@ class WebhookReceiver:
             # The actor has it; its handling is idempotent, so a later copy needs only the memory below
             # (no database write on the hot path of a live call).
             self._remember(key)
-            self.rt.log.info("webhook", webhook_event=event, call_id=call_id, routed=True)
+            self.rt.log.info("webhook", webhook_event=event, call_id=call_id, routed=True, lag_ms=lag_ms)
             return 200, {"status": "ok"}
         try:
             # Nobody holds the job: the record is the dedup across restarts and instances (one write per
@@ -247,7 +249,7 @@ class WebhookReceiver:
         self._remember(key)
         if not fresh:  # a delivery of the same event before this one (another instance, before a restart)
             return 200, {"status": "duplicate"}
-        self.rt.log.info("webhook", webhook_event=event, call_id=call_id, routed=False)
+        self.rt.log.info("webhook", webhook_event=event, call_id=call_id, routed=False, lag_ms=lag_ms)
         return 200, {"status": "ok"}
 
     async def _handle(self, event: str, call: dict[str, Any], call_id: str, metadata: dict[str, Any]) -> bool:

@@ -20,6 +20,7 @@ import pytest
 from beanie import init_beanie
 
 from speechai.admin.jobs import clean_jobs
+from speechai.store.api_models import AuditEntry
 from speechai.store.db import connect
 from speechai.store.embedded import EmbeddedMongo
 from speechai.store.models import DOCUMENT_MODELS, CallRecord, Job, JobState, WebhookEvent, epoch_ms
@@ -150,6 +151,11 @@ async def test_reset_then_clean(workdir, finished_campaign) -> None:
         hooks = {w.call_id async for w in WebhookEvent.find({})}
         # records of cleaned calls are gone (events routed to a live actor leave none in the first place)
         assert hooks <= kept_calls
+        # both applied commands are in the audit log, with who ran them; the dry runs are not
+        audit = [e async for e in AuditEntry.find({}).sort("seq")]
+        assert [(e.action, e.method) for e in audit] == [("jobs.reset", "CLI"), ("jobs.clean", "CLI")]
+        assert audit[0].key_id.startswith("cli:") and audit[0].detail["reset"] == 2
+        assert audit[1].detail["jobs"] == 4
 
     out = speechai("jobs", "reset", "--state", "failed", "--older-than", "a week", cwd=workdir)
     assert out.returncode == 2 and "--older-than must be a number and a unit" in out.stderr

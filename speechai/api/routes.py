@@ -12,6 +12,7 @@ import binascii
 import csv
 import json
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -137,19 +138,51 @@ def answer(model: type[BaseModel], data: Any, status: int = 200) -> web.Response
     return web.Response(text=json.dumps(body), status=status, content_type="application/json")
 
 
-async def page_counts(batch_ids: list[str]) -> dict[str, dict[str, int]]:
-    """Jobs per state of each batch: one ``$match`` on the batch (equality: answered from the batch index)
-    and a ``$group`` by state per batch. A ``$cond`` per state, or ``batch_id $in``, makes the embedded
-    server evaluate every job of the batch in its own aggregation engine (35 s at 100k jobs)."""
-    states = [st.value for st in JobState]
-    counts = {b: dict.fromkeys(states, 0) for b in batch_ids}
-    for batch_id in batch_ids:
-        rows = await Job.get_pymongo_collection().aggregate([
-            {"$match": {"batch_id": batch_id}}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}])
+COUNTS_TTL_S = 2.0  # job counts per batch are at most this old: dashboards poll them many times a second
+_counts: dict[str, tuple[float, dict[str, int]]] = {}  # "<database>:<batch id>" -> (when, counts)
+_counting: dict[str, anyio.Event] = {}
+
+
+def forget_counts() -> None:
+    """After a change made through this endpoint: the next answer counts afresh."""
+    _counts.clear()
+
+
+async def _count_batch(batch_id: str) -> dict[str, int]:
+    """One ``$match`` on (batch, state) and ``$count`` per state, each answered from the (batch_id, state)
+    index. A ``$group`` or a ``$cond`` per state makes the embedded server read every job of the batch
+    in its own aggregation engine (seconds at 100k jobs)."""
+    counts = dict.fromkeys((st.value for st in JobState), 0)
+    for state in counts:
+        rows = await Job.get_pymongo_collection().aggregate(
+            [{"$match": {"batch_id": batch_id, "state": state}}, {"$count": "n"}])
         async for row in rows:
-            if row["_id"] in counts[batch_id]:
-                counts[batch_id][row["_id"]] = int(row["n"])
+            counts[state] = int(row.get("n", 0))
     return counts
+
+
+async def batch_counts_cached(batch_id: str) -> dict[str, int]:
+    """Jobs per state, recounted at most every ``COUNTS_TTL_S`` and once for all callers of the moment."""
+    key = f"{Job.get_pymongo_collection().database.name}:{batch_id}"
+    hit = _counts.get(key)
+    if hit is not None and time.monotonic() - hit[0] < COUNTS_TTL_S:
+        return dict(hit[1])
+    if (pending := _counting.get(key)) is not None:
+        await pending.wait()
+        if (hit := _counts.get(key)) is not None:
+            return dict(hit[1])
+    _counting[key] = done = anyio.Event()
+    try:
+        counts = await _count_batch(batch_id)
+        _counts[key] = (time.monotonic(), counts)
+    finally:
+        del _counting[key]
+        done.set()
+    return dict(counts)
+
+
+async def page_counts(batch_ids: list[str]) -> dict[str, dict[str, int]]:
+    return {batch_id: await batch_counts_cached(batch_id) for batch_id in batch_ids}
 
 
 def job_document(job: Job) -> dict[str, Any]:
@@ -229,6 +262,7 @@ class Routes:
         self.json_max_bytes = json_max_bytes
 
     def _wake(self, reason: str) -> None:
+        forget_counts()
         self.scheduler_ref.tell_nowait(Wake(reason))
 
     async def _json(self, request: web.Request) -> Any:

@@ -1,7 +1,6 @@
 """The upload endpoint over real HTTP on loopback, backed by the embedded server."""
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -20,15 +19,8 @@ ROWS = [[RUT_A, "Ana Díaz", 991975219, 50000, "2026-03-10"], [RUT_B, "Luis Soto
 
 
 @pytest.fixture
-async def base_url(db, tmp_path: Path) -> AsyncIterator[str]:
-    app = operator_app()
-    app.add_routes(upload_routes(clock=SimClock(NOW), report_dir=tmp_path / "reports"))
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("/batches/upload"))
-    finally:
-        await server.close()
+def base_url(upload_url: str) -> str:
+    return upload_url  # the loader suite's shared upload server (conftest.py)
 
 
 async def _post(url: str, path: Path | None, **fields: object) -> tuple[int, dict]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from speechai.runtime import systemd
+from tests.test_startup_db_wait import receive_until
 
 
 def _receive(sock: socket.socket, until: float) -> list[str]:
@@ -27,15 +28,7 @@ def _receive(sock: socket.socket, until: float) -> list[str]:
 
 
 def _wait_for(sock: socket.socket, message: str, timeout: float, seen: list[str]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            seen.append(sock.recv(4096).decode())
-        except TimeoutError:
-            continue
-        if seen[-1] == message:
-            return
-    raise AssertionError(f"no {message} within {timeout}s; got {seen}")
+    receive_until(sock, lambda got: got[-1] == message, timeout, seen)
 
 
 def test_notify_is_a_no_op_without_systemd(monkeypatch) -> None:

@@ -84,3 +84,21 @@ async def test_a_waiting_instance_holds_the_others_to_a_fair_share(db) -> None:
     assert (await quotas.set_grant("global", "a", want=4, keep=1, limit=limit, until_ms=until, now_ms=NOW)).n == 2
     assert (await quotas.set_grant("global", "b", want=2, keep=0, limit=limit, until_ms=until, now_ms=NOW)).n == 2
     assert await quotas.held("global", NOW) == 4
+
+
+async def test_a_heartbeat_renewal_never_hands_back_a_slot_a_concurrent_take_gave_to_a_call(db) -> None:
+    """The heartbeat and the scheduler write the same grant: a renewal computed before a take's write
+    must not land after it (the database would show the slot free while a call uses it)."""
+    import anyio
+
+    k = QuotaKeeper("a", lambda: NOW + 30_000, lambda: NOW)
+    for _ in range(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(k.renew)
+            tg.start_soon(k.take, "global", 5)
+            tg.start_soon(k.renew)
+        assert await quotas.held("global", NOW) >= k.in_use("global"), "a call's slot is free in the database"
+        if k.in_use("global") >= 5:
+            for _ in range(5):
+                k.free("global")
+            await k.renew()

@@ -5,7 +5,9 @@ shrunk on the heartbeat."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import anyio
 
 from speechai.store import quotas
 
@@ -18,6 +20,9 @@ class _Scope:
     granted: int = 0
     in_use: int = 0
     contended: bool = False  # another instance waited for slots when the grant was last written
+    # One grant write at a time: a heartbeat renewal computed before a take's write would otherwise
+    # land after it and hand back the slot the take just gave to a call.
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     @property
     def headroom(self) -> int:
@@ -40,12 +45,14 @@ class QuotaKeeper:
         """One slot of ``scope``; ``force`` counts a call that exists anyway (a resumed one)."""
         s = self._scopes.setdefault(scope, _Scope(limit))
         s.limit = limit
-        if s.in_use >= s.granted or s.granted > limit:
-            await self._set(scope, s, want=min(limit, s.in_use + 1 + s.headroom), keep=s.in_use + (1 if force else 0))
-        if s.in_use < s.granted or force:
-            s.in_use += 1
-            return True
-        return False
+        async with s.lock:
+            if s.in_use >= s.granted or s.granted > limit:
+                await self._set(scope, s, want=min(limit, s.in_use + 1 + s.headroom),
+                                keep=s.in_use + (1 if force else 0))
+            if s.in_use < s.granted or force:
+                s.in_use += 1
+                return True
+            return False
 
     def free(self, scope: str) -> None:
         s = self._scopes.get(scope)
@@ -56,8 +63,9 @@ class QuotaKeeper:
         """Hand back what is held beyond use plus headroom after calls finished, when another instance
         is waiting for it (else the heartbeat shrinks the grant: no write per call for a lone instance)."""
         for scope, s in list(self._scopes.items()):
-            if s.contended and s.granted > s.in_use + s.headroom:
-                await self._set(scope, s, want=s.in_use + s.headroom, keep=s.in_use)
+            async with s.lock:
+                if s.contended and s.granted > s.in_use + s.headroom:
+                    await self._set(scope, s, want=s.in_use + s.headroom, keep=s.in_use)
 
     async def _set(self, scope: str, s: _Scope, *, want: int, keep: int) -> None:
         grant = await quotas.set_grant(scope, self.owner, want=want, keep=keep, limit=s.limit,
@@ -67,7 +75,8 @@ class QuotaKeeper:
     async def renew(self) -> None:
         """Heartbeat: keep what is used plus headroom, hand the rest back."""
         for scope, s in list(self._scopes.items()):
-            want = min(s.limit, s.in_use + s.headroom) if s.in_use else 0
-            if want == 0 and s.granted == 0 and not s.contended:
-                continue
-            await self._set(scope, s, want=want, keep=s.in_use)
+            async with s.lock:
+                want = min(s.limit, s.in_use + s.headroom) if s.in_use else 0
+                if want == 0 and s.granted == 0 and not s.contended:
+                    continue
+                await self._set(scope, s, want=want, keep=s.in_use)

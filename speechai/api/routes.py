@@ -185,6 +185,17 @@ async def page_counts(batch_ids: list[str]) -> dict[str, dict[str, int]]:
     return {batch_id: await batch_counts_cached(batch_id) for batch_id in batch_ids}
 
 
+D = TypeVar("D", Batch, Job)
+
+
+def _visible(request: web.Request, doc: D | None, missing: str) -> D:
+    """The document, if it exists and the request's key may see its account; else the same 404."""
+    if doc is None:
+        raise ApiError(404, missing)
+    ensure_account(request, doc.account_id, missing)
+    return doc
+
+
 def job_document(job: Job) -> dict[str, Any]:
     doc = job.model_dump(by_alias=True, mode="python", exclude={"revision_id"})
     doc["next_try_ms"] = epoch_ms(job.next_try_at)
@@ -378,12 +389,7 @@ class Routes:
 
     async def _batch(self, request: web.Request) -> Batch:
         batch_id = path_id(request, "batch_id")
-        batch = await Batch.get(batch_id)
-        missing = f"no batch {batch_id!r}"
-        if batch is None:
-            raise ApiError(404, missing)
-        ensure_account(request, batch.account_id, missing)
-        return batch
+        return _visible(request, await Batch.get(batch_id), f"no batch {batch_id!r}")
 
     @requires(OPERATOR, VIEWER, account_from="handler")
     async def get_batch(self, request: web.Request) -> web.Response:
@@ -492,12 +498,7 @@ class Routes:
             oid = ObjectId(job_id)
         except (InvalidId, TypeError):
             raise ApiError(400, f"not a job id: {job_id!r}") from None
-        job = await Job.get(oid)
-        missing = f"no job {job_id!r}"
-        if job is None:
-            raise ApiError(404, missing)
-        ensure_account(request, job.account_id, missing)
-        return job
+        return _visible(request, await Job.get(oid), f"no job {job_id!r}")
 
     @requires(OPERATOR, VIEWER, account_from="query:account_id")
     async def list_jobs(self, request: web.Request) -> web.Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -44,6 +44,7 @@ from speechai.store.models import (
     Job,
     JobState,
     Plan,
+    from_epoch_ms,
 )
 
 FINAL_CALL_STATUSES = {"ended", "not_connected", "error"}
@@ -59,7 +60,7 @@ class CallEvent:
 
 
 def _ms_to_dt(ms: Any) -> datetime | None:
-    return datetime.fromtimestamp(ms / 1000, UTC) if isinstance(ms, int | float) and ms > 0 else None
+    return from_epoch_ms(ms) if isinstance(ms, int | float) and ms > 0 else None
 
 
 _STATUS_RANK = {"registered": 0, "ongoing": 1, "ended": 2, "not_connected": 2, "error": 2}

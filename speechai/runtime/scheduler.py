@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
 
@@ -31,7 +31,17 @@ from speechai.runtime.call_actor import CallActor, has_open_attempt
 from speechai.runtime.context import Runtime
 from speechai.runtime.due_index import DueIndex
 from speechai.store import jobs as job_store
-from speechai.store.models import CLAIMABLE_STATES, DUE_STATES, Account, Batch, BatchStatus, Job, JobState, epoch_ms
+from speechai.store.models import (
+    CLAIMABLE_STATES,
+    DUE_STATES,
+    Account,
+    Batch,
+    BatchStatus,
+    Job,
+    JobState,
+    epoch_ms,
+    from_epoch_ms,
+)
 
 
 @dataclass(frozen=True)
@@ -69,10 +79,6 @@ def account_limit(account: Account | None, default: int) -> int:
 
 def account_scope(account_id: str) -> str:
     return f"account:{account_id}"
-
-
-def _from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 class Scheduler:
@@ -322,7 +328,7 @@ class Scheduler:
         if first is None:
             return None
         # Waves shape when retries are scheduled, not when an already-due job may start.
-        return next_dialable(settings, max(_from_ms(first), now), use_waves=False)
+        return next_dialable(settings, max(from_epoch_ms(first), now), use_waves=False)
 
     def _free_slots(self) -> int:
         return self.rt.limits.concurrency - len(self._lines)

@@ -6,7 +6,7 @@ Indexes are declared for every query the runtime makes; the query that uses each
 from __future__ import annotations
 
 import time as _time
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from enum import StrEnum
 from typing import Any
 
@@ -175,6 +175,10 @@ class Lease(BaseModel):
 
 def epoch_ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def wall_ms() -> int:

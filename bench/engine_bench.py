@@ -262,7 +262,7 @@ class Env:
         lines = [
             f"data_dir = {toml_value(str(self.root / 'runtime'))}",
             "[mongo]", f"database = {toml_value(DATABASE)}",
-            "[retell]", 'agent_id = "agent_bench"', 'from_number = "+56229000000"', "timeout_s = 15",
+            "[retell]", 'agent_id = "agent_bench"', 'from_number = "+566001234567"', "timeout_s = 15",
             "[runtime]", 'clock = "real"', f"lease_ttl_s = {toml_value(self.args.lease_ttl_s)}",
             "[logging]", f"level = {toml_value(self.args.log_level)}", 'format = "json"',
             f"file = {toml_value(str(self.root / 'runtime.jsonl'))}",

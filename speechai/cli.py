@@ -1,4 +1,4 @@
-"""``speechai`` command: run, demo, load, simulator, report, jobs, db, status, check-config."""
+"""``speechai`` command: run, demo, load, simulator, report, jobs, db, paid, status, check-config."""
 
 from __future__ import annotations
 
@@ -118,6 +118,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
                                       key_id=getattr(args, "key_id", None)))
 
 
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    from speechai.api.webhooks_command import run_webhooks
+
+    config = _config(args)
+    return anyio.run(lambda: run_webhooks(config, args.webhooks_action, account=getattr(args, "account", None),
+                                          url=getattr(args, "url", None), events=getattr(args, "events", None),
+                                          sub_id=getattr(args, "sub_id", None), state=getattr(args, "state", None)))
+
+
 def _admin(args: argparse.Namespace, runner) -> int:
     """Run an admin command on the configured database (the demo's with ``--demo``)."""
     config = _config(args)
@@ -150,6 +159,43 @@ def cmd_db_indexes(args: argparse.Namespace) -> int:
     from speechai.admin.command import run_indexes
 
     return _admin(args, run_indexes)
+
+
+def cmd_paid(args: argparse.Namespace) -> int:
+    """The people of FILE (CSV, first column, or a JSON list of RUTs and/or phones) paid: their waiting
+    jobs stop at once, jobs in flight finish their call and are never dialed again."""
+    from actors.clock import RealClock
+    from speechai.admin.db import admin_database
+    from speechai.api.schemas import do_not_call_key
+    from speechai.dialing import paid
+    from speechai.store.models import Account
+
+    try:
+        entries = paid.entries_of_file(args.file.name, args.file.read_text(encoding="utf-8-sig"))
+        paid.check_size(entries)
+    except ValueError as exc:  # not JSON, not a list
+        print(f"speechai paid: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    keys, bad = paid.read_keys(entries, do_not_call_key)
+    if bad or not keys:
+        print(f"speechai paid: {args.file}: {len(bad)} entries are neither a RUT nor a phone: "
+              f"{', '.join(map(repr, bad[:20]))}; nothing was changed" if bad else
+              f"speechai paid: {args.file}: no RUTs or phones in it", file=sys.stderr)
+        return 2
+
+    async def run(config: Config) -> int:
+        async with admin_database(config):
+            if await Account.get(args.account) is None:
+                raise ValueError(f"--account: no account {args.account!r}")
+            result = await paid.mark_paid(args.account, keys, RealClock().now())
+        print(f"{len(keys)} keys: {result.stopped} waiting jobs stopped (excluded: paid), {result.live} in "
+              f"flight (call goes on, never dialed again), {result.already_final} already finished; "
+              f"{result.do_not_call_added} do-not-call entries added")
+        if result.unmatched:
+            print(f"{len(result.unmatched)} keys matched no job: {', '.join(result.unmatched)}")
+        return 0
+
+    return _admin(args, run)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -246,6 +292,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key_id", help="the key's id (key_…)")
     p.set_defaults(func=cmd_keys)
 
+    hooks = sub.add_parser("webhooks", help="outbound webhook subscriptions and deliveries (docs/integrations.md)")
+    hooks_sub = hooks.add_subparsers(dest="webhooks_action", required=True)
+    p = with_config(hooks_sub.add_parser("create", help="subscribe a URL; prints its signing secret (shown once)"))
+    p.add_argument("--account", required=True)
+    p.add_argument("--url", required=True)
+    p.add_argument("--events", nargs="+", required=True, help="event types, or '*' for all")
+    p.set_defaults(func=cmd_webhooks)
+    p = with_config(hooks_sub.add_parser("list", help="list subscriptions (never their secrets)"))
+    p.add_argument("--account", default=None)
+    p.set_defaults(func=cmd_webhooks)
+    for name, what in (("enable", "enable a subscription (clears its failure run)"),
+                       ("disable", "disable a subscription"),
+                       ("deliveries", "list a subscription's deliveries"),
+                       ("replay", "send again a subscription's deliveries in a state (default failed)")):
+        p = with_config(hooks_sub.add_parser(name, help=what))
+        p.add_argument("sub_id")
+        if name in ("deliveries", "replay"):
+            p.add_argument("--state", default=None, choices=["pending", "delivered", "failed", "disabled"])
+        p.set_defaults(func=cmd_webhooks)
+
     def admin(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         with_config(p)
         p.add_argument("--demo", action="store_true", help="use the demo's database (<data_dir>/demo)")
@@ -286,6 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Create every index the documents declare (a no-op for those that "
                                             "exist) and list each collection's indexes; exit 1 if one is missing."))
     p.set_defaults(func=cmd_db_indexes)
+
+    p = admin(sub.add_parser("paid", help="these people paid: stop their jobs (a CSV or JSON list of RUTs/phones)",
+                             description="Stop the waiting jobs of the people in FILE (excluded, reason paid) and "
+                                         "put them on the do-not-call list; jobs in flight finish their call and "
+                                         "are never dialed again. FILE: a CSV (first column; a header row is "
+                                         "skipped) or a .json list of RUTs and/or phones."))
+    p.add_argument("--account", required=True, help="the account whose jobs stop")
+    p.add_argument("file", type=Path, metavar="FILE", help="the list (.csv or .json)")
+    p.set_defaults(func=cmd_paid)
 
     p = admin(sub.add_parser("status", help="instances, generations, leases, calls in flight, grants, batches",
                              description="What the database says about the running instances: ids and "

@@ -80,6 +80,17 @@ class AccountConfig(_Section):
     daily_call_limit: int | None = Field(None, ge=1, le=10_000_000)
 
 
+class IntegrationsConfig(_Section):
+    """Outbound webhooks and the CRM subscriber (docs/integrations.md)."""
+
+    allow_private_targets: bool = False  # true: webhook URLs may target loopback/private addresses
+    delivery_timeout_s: float = Field(10.0, gt=0, le=120)
+    delivery_concurrency: int = Field(16, ge=1, le=1000)
+    retry_for_h: float = Field(26.0, ge=24, le=24 * 30)  # a delivery is given up after failing this long
+    disable_after_failures: int = Field(20, ge=1, le=100_000)  # in a row, with ...
+    disable_after_h: float = Field(24.0, gt=0, le=24 * 30)  # ... no success for this long
+
+
 class Config(_Section):
     data_dir: Path = Path("var")
     mongo: MongoConfig = MongoConfig()
@@ -88,6 +99,7 @@ class Config(_Section):
     control: ControlConfig = ControlConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     logging: LoggingConfig = LoggingConfig()
+    integrations: IntegrationsConfig = IntegrationsConfig()
     call_settings: CallSettings = CallSettings()
     batches: list[BatchSource] = Field(default_factory=list)
     accounts: list[AccountConfig] = Field(default_factory=list)

@@ -38,6 +38,7 @@ from speechai.api.auth import (
 )
 from speechai.api.openapi import Op
 from speechai.api.problems import ApiError, invalid
+from speechai.dialing.limits import account_update
 from speechai.domain.settings import CallSettings, merge_call_settings, settings_changes
 from speechai.loader.errors import LimitError, LoadError, MissingColumnsError, UnreadableFileError
 from speechai.loader.normalize import parse_phone, parse_rut
@@ -469,7 +470,8 @@ class Routes:
             try:
                 source = BatchSource(file=path, account=body.account_id, batch_id=body.batch_id, name=body.name,
                                      format=body.format, agent_id=body.agent_id, from_number=body.from_number,
-                                     call_settings=body.call_settings, accept_partial=body.accept_partial)
+                                     call_settings=body.call_settings, accept_partial=body.accept_partial,
+                                     segments=body.segments)
             except ValidationError as exc:
                 raise invalid(exc, "invalid batch") from None
             try:
@@ -696,22 +698,29 @@ class Routes:
 
     @requires(OPERATOR, account_from="path:account_id")
     async def patch_account_settings(self, request: web.Request) -> web.Response:
-        """Set ``max_concurrent_calls`` and/or ``daily_call_limit`` (null: no daily limit)."""
+        """Set ``max_concurrent_calls`` and/or ``daily_call_limit`` (null: no daily limit), and the dialing
+        controls of docs/dialing.md (bounds: ``speechai.dialing.limits``; an empty ``chile_rule_override``
+        clears it)."""
         account = await self._account(request)
         raw = await self._json_object(request)
         try:
             given = s.AccountSettingsRequest.model_validate(raw)
         except ValidationError as exc:
             raise invalid(exc) from None
-        body = given.model_dump(include=set(raw))
+        body, problems = account_update(account, given.model_dump(include=set(raw)))
+        if problems:
+            raise ApiError(422, "; ".join(p["error"] for p in problems), problems=problems)
         if body.get("max_concurrent_calls", 0) is None:
             raise ApiError(422, "max_concurrent_calls must be a whole number from 1 to 10000, got None",
                            problems=[{"field": "max_concurrent_calls", "value": None, "error": "may not be null"}])
-        changes = {k: {"before": getattr(account, k), "after": v} for k, v in body.items()
-                   if getattr(account, k) != v}
+        stored = account.model_dump(mode="json")  # sub-documents (the caller-ID pool) as plain data
+        changes = {k: {"before": stored[k], "after": v} for k, v in body.items() if stored[k] != v}
         if changes:
             await Account.get_pymongo_collection().update_one({"_id": account.id}, {"$set": body})
             log.warning("account_settings_changed", account_id=account.id, changes=changes)
+            if "chile_rule_override" in changes:
+                log.warning("chile_rule_override_changed", account_id=account.id, key_id=principal(request).key_id,
+                            **changes["chile_rule_override"])
             self._wake(f"account {account.id} settings changed")
         note(request, "account.settings", account.id, account.id,
              before={k: c["before"] for k, c in changes.items()}, after={k: c["after"] for k, c in changes.items()})

@@ -97,12 +97,28 @@ class TopUpRequest(Strict):
     minutes: Annotated[StrictInt, Field(ge=0, le=MAX_TOPUP["minutes"])] = 0
 
 
+class CallerIdIn(Strict):
+    number: Annotated[StrictStr, Field(min_length=1, max_length=20, description="E.164, e.g. +566001234567")]
+    region: Annotated[StrictStr, Field(max_length=16, description='where it is local: "415", "RM"')] | None = None
+
+
 class AccountSettingsRequest(Strict):
     max_concurrent_calls: Annotated[StrictInt, Field(ge=ACCOUNT_LIMITS["max_concurrent_calls"][0],
                                                      le=ACCOUNT_LIMITS["max_concurrent_calls"][1])] | None = None
     daily_call_limit: Annotated[StrictInt, Field(ge=ACCOUNT_LIMITS["daily_call_limit"][0],
                                                  le=ACCOUNT_LIMITS["daily_call_limit"][1],
                                                  description="null: no daily limit")] | None = None
+    # dialing controls (docs/dialing.md); bounds: speechai.dialing.limits, checked by the route
+    caller_ids: list[CallerIdIn] | None = Field(None, description="the pool: [{number, region}]; [] or null: none")
+    caller_id_daily_cap: StrictInt | None = Field(None, description="dials per number per local day; null: no cap")
+    chile_rule_override: Reason | None = Field(None, description="why the account dials despite the Chile "
+                                                                 "caller-ID rule (audited); empty or null clears")
+    reserved_inbound_calls: StrictInt | None = Field(None, description="of max_concurrent_calls, kept for inbound")
+    max_dials_per_second: StrictInt | None = Field(None, description="create-calls per second; null: no limit")
+    predial_url: Annotated[StrictStr, Field(max_length=2000)] | None = Field(None, description="null: hook off")
+    predial_timeout_s: StrictInt | float | None = None
+    predial_on_error: Literal["skip", "call"] | None = None
+    predial_skip_delay_min: StrictInt | None = None
 
 
 class DoNotCallRequest(Strict):
@@ -138,11 +154,13 @@ class BatchCreateRequest(Strict):
     account_id: Annotated[StrictStr, Field(min_length=1, max_length=100)]
     batch_id: Annotated[StrictStr, Field(min_length=1, max_length=100)]
     name: Annotated[StrictStr, Field(max_length=200)] = ""
-    format: Literal["auto", "collection", "marketing", "generic"] = "auto"
+    format: Literal["auto", "collection", "marketing", "generic", "reminder", "survey"] = "auto"
     agent_id: Annotated[StrictStr, Field(max_length=200)] | None = None
     from_number: Annotated[StrictStr, Field(max_length=40)] | None = None
     call_settings: dict[str, Any] = Field(default_factory=dict, description="CallSettings keys")
     accept_partial: StrictBool = False
+    segments: list[dict[str, Any]] = Field(default_factory=list, max_length=50,
+                                           description="segment rules, the default last (docs/segments.md)")
     rows: Annotated[list[dict[str, StrictStr | StrictInt | float | None]],
                     Field(min_length=1, max_length=MAX_JSON_ROWS,
                           description="one object per row: column header → cell")]
@@ -212,6 +230,7 @@ class AttemptOut(BaseModel):
     outcome: str | None = None
     duration_ms: int | None = None
     cost_cents: float | None = None
+    local_zones: list[str] = Field(default_factory=list)  # the zones the window was checked in
 
 
 class PhoneOut(BaseModel):

@@ -1,10 +1,13 @@
 """``POST /batches/upload``: the same loader behind the control API (multipart file + call settings).
 
 Fields: ``file`` (.xlsx/.csv), ``account``, ``batch_id``, optional ``format``, ``name``, ``sheet``,
-``agent_id``, ``from_number``, ``call_settings`` (JSON), ``options`` (JSON: any other ``BatchSource``
-key such as ``accept_partial`` or ``columns``). Answers 200 with the load summary; 422 with the summary
-when rows were rejected; 400/413/422 with ``{"error": ...}`` for a request or file that cannot load
-(413 also for a file over one of the loader's size limits, e.g. a workbook that inflates too much).
+``agent_id``, ``from_number``, ``call_settings`` (JSON), ``segments`` (JSON list of segment rules,
+docs/segments.md), ``options`` (JSON: any other ``BatchSource``
+key such as ``accept_partial`` or ``columns``, and the batch's dialing fields ``use_case``, ``caller_ids``,
+``caller_id_daily_cap``: a batch breaking the Chile caller-ID rule is refused with 422). Answers 200 with
+the load summary; 422 with the summary when rows were rejected; 400/413/422 with ``{"error": ...}`` for
+a request or file that cannot load (413 also for a file over one of the loader's size limits, e.g. a
+workbook that inflates too much).
 """
 
 from __future__ import annotations
@@ -13,24 +16,29 @@ import json
 import re
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from aiohttp import BodyPartReader, web
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from actors.clock import Clock
 from speechai.api.auth import ensure_account, requires
+from speechai.dialing.limits import batch_errors
 from speechai.domain.settings import CallSettings, merge_settings
 from speechai.loader.errors import LimitError, LoadError, MissingColumnsError, UnreadableFileError
-from speechai.loader.service import load_batch
+from speechai.loader.service import BatchDialing, load_batch
 from speechai.loader.spec import BatchSource
 from speechai.store.api_models import Role
+from speechai.store.models import CallerId
 
 MAX_UPLOAD_BYTES = 100 * 2**20
 MAX_FIELD_BYTES = 64 * 2**10  # a settings or text field; the file part has its own limit
 SUFFIXES = (".xlsx", ".csv")
 _TEXT_FIELDS = ("account", "batch_id", "format", "name", "sheet", "agent_id", "from_number")
-_JSON_FIELDS = ("call_settings", "options")
+_JSON_FIELDS = ("call_settings", "options", "segments")  # segments: a JSON list
+_DIALING_OPTIONS = ("use_case", "caller_ids", "caller_id_daily_cap")
+_POOL = TypeAdapter(list[CallerId])
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -87,13 +95,13 @@ async def _receive(request: web.Request, tmp: Path) -> tuple[dict[str, Any], Pat
                 return _error(400, f"field {name!r} is not UTF-8 text: {exc}")
             if name in _JSON_FIELDS:
                 try:
-                    value = json.loads(text) if text else {}
+                    value = json.loads(text) if text else ([] if name == "segments" else {})
                 except json.JSONDecodeError as exc:
                     return _error(400, f"field {name!r} is not valid JSON: {exc}")
                 except RecursionError:
                     return _error(400, f"field {name!r} is JSON nested too deeply")
-                if not isinstance(value, dict):
-                    return _error(400, f"field {name!r} must be a JSON object")
+                if not isinstance(value, list if name == "segments" else dict):
+                    return _error(400, f"field {name!r} must be a JSON {'list' if name == 'segments' else 'object'}")
                 fields[name] = value
             elif text:
                 fields[name] = text
@@ -104,9 +112,26 @@ async def _receive(request: web.Request, tmp: Path) -> tuple[dict[str, Any], Pat
     return fields, saved
 
 
-def upload_routes(*, clock: Clock, report_dir: Path,
-                  default_settings: CallSettings | None = None) -> list[web.RouteDef]:
-    """``default_settings`` (the config's ``[call_settings]``): the upload's call settings override them."""
+def _dialing(options: dict[str, Any]) -> BatchDialing:
+    """The batch's dialing fields out of ``options``, checked with the bounds of docs/dialing.md."""
+    raw = {k: options.pop(k) for k in _DIALING_OPTIONS if k in options}
+    try:
+        pool = _POOL.validate_python(raw.get("caller_ids") or [])
+    except ValidationError as exc:
+        raise ValueError(f"caller_ids: {_validation_message(exc)}") from None
+    dialing = BatchDialing(use_case=raw.get("use_case"), caller_ids=tuple(pool),
+                           caller_id_daily_cap=raw.get("caller_id_daily_cap"))
+    errors = batch_errors(SimpleNamespace(use_case=dialing.use_case, caller_ids=pool, agent_split=[],
+                                          caller_id_daily_cap=dialing.caller_id_daily_cap))
+    if errors:
+        raise ValueError("; ".join(errors))
+    return dialing
+
+
+def upload_routes(*, clock: Clock, report_dir: Path, default_settings: CallSettings | None = None,
+                  default_from_number: str | None = None) -> list[web.RouteDef]:
+    """``default_settings`` (the config's ``[call_settings]``): the upload's call settings override them.
+    ``default_from_number`` (``retell.from_number``): what a batch without a number of its own calls from."""
     @requires(Role.OPERATOR, account_from="handler")
     async def upload(request: web.Request) -> web.Response:
         with tempfile.TemporaryDirectory(prefix="speechai-upload-") as tmp_dir:
@@ -122,6 +147,10 @@ def upload_routes(*, clock: Clock, report_dir: Path,
             # an operator key uploads into its own account only; another account looks like none
             ensure_account(request, fields["account"], f"no account {fields['account']!r}")
             options = fields.pop("options", {})
+            try:
+                dialing = _dialing(options)
+            except ValueError as exc:
+                return _error(422, f"invalid batch settings: {exc}")
             unknown = set(options) & {"file", *_TEXT_FIELDS, "call_settings"}
             if unknown:
                 return _error(400, f"'options' cannot set {', '.join(sorted(unknown))}")
@@ -134,7 +163,8 @@ def upload_routes(*, clock: Clock, report_dir: Path,
             except ValidationError as exc:
                 return _error(422, f"invalid batch settings: {_validation_message(exc)}")
             try:
-                summary = await load_batch(source, now=clock.now(), report_dir=report_dir)
+                summary = await load_batch(source, now=clock.now(), report_dir=report_dir, dialing=dialing,
+                                           default_from_number=default_from_number)
             except MissingColumnsError as exc:
                 return _error(422, str(exc), missing=exc.missing, found=exc.found)
             except LimitError as exc:

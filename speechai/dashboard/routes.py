@@ -34,7 +34,8 @@ STREAM_S = 25.0  # below the control endpoint's 30 s request limit
 REPORT_MIN_S, REPORT_FACTOR = 5.0, 10.0
 QUEUE_MAX = 500  # events waiting for one slow client; older ones are dropped (and counted)
 FEED_KEYS = ("timestamp", "level", "event", "batch_id", "job_id", "call_id", "outcome", "success", "state", "reason",
-             "action", "webhook_event", "account_id", "error", "count")
+             "action", "webhook_event", "account_id", "error", "count",
+             "agent_call_id", "user_id", "status", "duration_ms")  # human agents' calls (speechai.agents)
 
 
 class _ReportCache:

@@ -20,11 +20,13 @@ from speechai.domain.decision import NextStep
 from speechai.domain.outcomes import OutcomeClass
 from speechai.domain.phones import next_usable_phone
 from speechai.domain.policy_types import Preset
+from speechai.domain.segments import rule_named
 from speechai.domain.settings import CallSettings
 from speechai.domain.windows import fmt_local, local_date, next_dialable, next_local_midnight
+from speechai.integrations.outbox import pause_batch as outbox_pause
 from speechai.store import accounts as account_store
 from speechai.store.jobs import LostOwnership, checkpoint, transition
-from speechai.store.models import Account, Attempt, Batch, BatchStatus, CallerId, Job, JobState
+from speechai.store.models import Account, Attempt, Batch, CallerId, Job, JobState, epoch_ms
 
 RESTORE_WAIT_S = 10.0  # real seconds to wait for storm jobs still in flight before giving up restoring them
 PREDIAL_CONCURRENCY = 64  # pre-dial requests in flight per instance
@@ -40,14 +42,15 @@ class Stop:
 
 
 async def pause_batch(rt: Any, batch_id: str, reason: str, **facts: Any) -> bool:
-    """Pause an active batch with ``reason`` (an operator resumes it); True if this call paused it."""
-    result = await Batch.get_pymongo_collection().update_one(
-        {"_id": batch_id, "status": BatchStatus.ACTIVE.value},
-        {"$set": {"status": BatchStatus.PAUSED.value, "status_reason": reason}})
+    """Pause an active batch with ``reason`` (an operator resumes it), recording ``batch.paused`` in the
+    same update; True if this call paused it."""
+    batch = await rt.batches.get(batch_id)
+    account_id = batch.account_id if batch is not None else ""
+    paused = await outbox_pause(rt.outbox, batch_id, account_id, reason, epoch_ms(rt.clock.now()))
     rt.forget_cached()
-    if result.modified_count:
+    if paused:
         rt.log.error("batch_paused", batch_id=batch_id, reason=reason, **facts)
-    return bool(result.modified_count)
+    return paused
 
 
 # --- caller-ID pool and the Chile rule ------------------------------------------------------------------
@@ -133,13 +136,16 @@ async def caller_id_refused(rt: Any, job: Job, attempt: Attempt, settings: CallS
 
 def prepare_attempt(rt: Any, batch: Batch, job: Job, attempt: Attempt, from_number: str | None) -> None:
     """Fix the attempt's from-number and agent before its first create-call (a resumed attempt keeps
-    what it had); the A/B arm is assigned once per person and recorded on the job."""
+    what it had); the A/B arm is assigned once per person and recorded on the job. The agent: the job's
+    segment's (when its rule names one), else the A/B arm, else the batch's, else the configured one."""
+    segment = rule_named(batch.segments, job.segment)
     if batch.agent_split:
         arms = [a.agent_id for a in batch.agent_split]
         if job.arm not in arms:
             job.arm = ab.assign_arm(job.account_id, job.person_key, batch.agent_split)
     attempt.from_number = attempt.from_number or from_number or batch.from_number or rt.from_number
-    attempt.agent_id = attempt.agent_id or (job.arm if batch.agent_split else None) or batch.agent_id or rt.agent_id
+    attempt.agent_id = (attempt.agent_id or (segment.agent_id if segment is not None else None)
+                        or (job.arm if batch.agent_split else None) or batch.agent_id or rt.agent_id)
 
 
 async def before_create(rt: Any, account: Account | None) -> None:

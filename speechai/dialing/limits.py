@@ -59,3 +59,36 @@ def batch_errors(batch: Any) -> list[str]:
         except ValueError as exc:
             errors.append(str(exc))
     return errors
+
+
+ACCOUNT_FIELDS = ("caller_ids", "caller_id_daily_cap", "chile_rule_override", "reserved_inbound_calls",
+                  "max_dials_per_second", "predial_url", "predial_timeout_s", "predial_on_error",
+                  "predial_skip_delay_min")
+NOT_NULL = ("reserved_inbound_calls", "predial_timeout_s", "predial_on_error", "predial_skip_delay_min",
+            "caller_ids")
+
+
+def _problems(errors: list[str], given: dict[str, Any]) -> list[dict[str, Any]]:
+    """``"field: message"`` errors as the API's problem entries, each with the value that was sent."""
+    out = []
+    for error in errors:
+        name = error.split(":", 1)[0].strip()
+        out.append({"field": name, "value": given.get(name), "error": error})
+    return out
+
+
+def account_update(account: Any, changes: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """An account settings change checked against these bounds: the changes as they are to be stored (an
+    empty ``chile_rule_override`` clears it) and the problems (field, value, error; none: valid). Fields
+    other than the dialing ones pass through unchecked (the caller bounds them)."""
+    body = dict(changes)
+    if "chile_rule_override" in body:
+        body["chile_rule_override"] = (body["chile_rule_override"] or "").strip() or None
+    if body.get("caller_ids", ...) is None:
+        body["caller_ids"] = []
+    nulls = [f"{k}: may not be null" for k in NOT_NULL if k in body and body[k] is None]
+    if nulls:
+        return body, _problems(nulls, changes)
+    dialing = {k: v for k, v in body.items() if k in ACCOUNT_FIELDS}
+    candidate = type(account).model_validate({**account.model_dump(), **dialing})
+    return body, _problems(account_errors(candidate), changes)

@@ -9,11 +9,14 @@ repeated by a fall-back happens twice and is dialable both times.
 Dialability can only switch at a *boundary*: an instant whose wall time is a range start, a range end
 or a local midnight, or a UTC-offset transition. ``next_dialable`` and ``window_end`` scan those
 boundaries in order, so their answers are exact to the microsecond and need no stepping.
+
+``is_dialable_in`` and ``next_dialable_in`` read the same settings in several zones at once (the
+debtor's possible zones, ``domain/zones.py``): dialable only when dialable in each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import pairwise
@@ -196,3 +199,41 @@ def _search(lo: datetime, hi: datetime, pred: Callable[[datetime], bool]) -> dat
 
 def _fmt_hours(s: CallSettings) -> str:
     return ", ".join(f"{r.start:%H:%M}-{r.end:%H:%M}" for r in s.allowed_hours)
+
+
+# --- the debtor's local time ------------------------------------------------------------------------
+
+
+def is_dialable_in(settings: CallSettings, at: datetime, zones: Sequence[str]) -> bool:
+    """Dialable in every one of ``zones`` (the batch's days, hours and holidays, read in each zone).
+
+    ``zones`` empty means the batch's own timezone."""
+    return all(_dialable(s, _aware(at)) for s in _zoned(settings.effective(), tuple(zones)))
+
+
+def next_dialable_in(settings: CallSettings, at: datetime, zones: Sequence[str]) -> datetime:
+    """Earliest instant >= ``at`` dialable in every one of ``zones`` (waves are not applied: they are the
+    batch's pacing, read in the batch's zone). Raises ValueError if none within ``SCAN_DAYS``.
+
+    Each round moves to the latest of the zones' own next openings: never past the answer (it is
+    dialable in each zone, so no zone's next opening lies beyond it) and strictly forward while the
+    zones disagree, over finitely many boundaries, so it ends exactly on the answer."""
+    per_zone = _zoned(settings.effective(), tuple(zones))
+    at = _aware(at).astimezone(UTC)
+    limit = at + timedelta(days=SCAN_DAYS)
+    t = at
+    while t <= limit:
+        opens = [next_dialable(s, t, use_waves=False) for s in per_zone]
+        latest = max(opens)
+        if latest == t:
+            return t
+        t = latest
+    raise ValueError(f"settings allow no instant dialable in all of {', '.join(zones)} within {SCAN_DAYS} days "
+                     f"after {at.isoformat()} (allowed_hours={_fmt_hours(settings.effective())})")
+
+
+def _zoned(s: CallSettings, zones: tuple[str, ...]) -> list[CallSettings]:
+    """One copy of the (effective) settings per zone, the rest unchanged."""
+    if not zones:
+        return [s]
+    return [s if z == s.timezone else s.model_copy(update={"timezone": z}) for z in dict.fromkeys(zones)]

@@ -28,14 +28,31 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "email": ("correoelectronicopersonal", "correoelectronico", "correo", "email", "mail"),
     "age": ("edad", "age"),
     "city": ("ciudad", "city", "comuna"),
+    # reminder
+    "appointment_date": ("fechacita", "fechadelacita", "fechaatencion", "fechareserva", "fecha", "appointmentdate",
+                         "date"),
+    "appointment_time": ("horacita", "horadelacita", "horaatencion", "horareserva", "hora", "appointmenttime",
+                         "time"),
+    "appointment_place": ("lugarcita", "lugar", "direccion", "sucursal", "centro", "centromedico", "consulta",
+                          "sede", "location", "place", "address"),
+    # survey
+    "survey_id": ("idencuesta", "codigoencuesta", "encuestaid", "encuesta", "surveyid", "surveycode", "survey"),
+    "survey_topic": ("temaencuesta", "tema", "topico", "asunto", "surveytopic", "topic", "subject"),
 }
 PHONE_FIELDS = ("mobile", "phone", "landline")
 FIELDS = frozenset(ALIASES)
-FORMATS = ("collection", "marketing", "generic")
+FORMATS = ("collection", "marketing", "generic", "reminder", "survey")
+# Batch use case (the Chile caller-ID rule, docs/dialing.md) a format implies when the batch sets none.
+FORMAT_USE_CASE: dict[str, str | None] = {"collection": "collection", "marketing": "marketing", "generic": None,
+                                          "reminder": "reminder", "survey": "survey"}
+SURVEY_FIELDS = ("survey_id", "survey_topic")
+# 'phone*': at least one phone column; 'survey*': a survey id or a topic column (or both).
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "collection": ("rut", "name", "amount", "phone*"),
     "marketing": ("name", "phone*"),
     "generic": ("name", "phone*"),
+    "reminder": ("name", "phone*", "appointment_date", "appointment_time"),
+    "survey": ("name", "phone*", "survey*"),
 }
 # Fields each format reads; other columns are ignored unless passed as variables (generic passes all).
 _READS: dict[str, frozenset[str]] = {
@@ -43,6 +60,9 @@ _READS: dict[str, frozenset[str]] = {
                              *PHONE_FIELDS}),
     "marketing": frozenset({"rut", "name", "email", "age", "city", *PHONE_FIELDS}),
     "generic": frozenset({"rut", "name", *PHONE_FIELDS}),
+    "reminder": frozenset({"rut", "name", "appointment_date", "appointment_time", "appointment_place",
+                           *PHONE_FIELDS}),
+    "survey": frozenset({"rut", "name", *SURVEY_FIELDS, *PHONE_FIELDS}),
 }
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")  # 'Teléfono móvil 2' is another mobile column
 
@@ -69,11 +89,26 @@ _SPELLINGS = {
     "name": "Nombre / Nombre completo / Name",
     "amount": "Monto / Saldo actualizado / Saldo / Deuda",
     "phone*": "Teléfono / Teléfono móvil / Celular / Teléfono Residencial / Fono / Phone",
+    "appointment_date": "Fecha cita / Fecha / Appointment date / Date",
+    "appointment_time": "Hora cita / Hora / Appointment time / Time",
+    "survey*": "Encuesta / ID encuesta / Tema / Survey id / Topic",
 }
 
 
+def _field_label(required: str) -> str:
+    return {"phone*": "phone", "survey*": "survey_id or survey_topic"}.get(required, required)
+
+
 def _expected(fmt: str) -> list[str]:
-    return [f"{'phone' if r == 'phone*' else r} ({_SPELLINGS[r]})" for r in _REQUIRED[fmt]]
+    return [f"{_field_label(r)} ({_SPELLINGS[r]})" for r in _REQUIRED[fmt]]
+
+
+def _is_missing(required: str, fields: dict[str, int], phones: list[tuple[int, str]]) -> bool:
+    if required == "phone*":
+        return not phones
+    if required == "survey*":
+        return not any(f in fields for f in SURVEY_FIELDS)
+    return required not in fields
 
 
 def _phone_field(key: str) -> str | None:
@@ -130,10 +165,9 @@ def resolve(headers: list[str], fmt: str, renames: dict[str, str] | None = None,
             phones.append((i, "landline" if pf == "landline" else "mobile"))
             used.add(i)
     phones.sort()
-    missing = [r for r in _REQUIRED[fmt] if (not phones if r == "phone*" else r not in fields)]
+    missing = [r for r in _REQUIRED[fmt] if _is_missing(r, fields, phones)]
     if missing:
-        raise MissingColumnsError(fmt, [("phone" if m == "phone*" else m) for m in missing], _expected(fmt),
-                                  [h for h in headers if h])
+        raise MissingColumnsError(fmt, [_field_label(m) for m in missing], _expected(fmt), [h for h in headers if h])
     by_key = {k: i for i, k in reversed(list(enumerate(keys))) if k}
     for wanted in agent_variables or []:
         k = header_key(wanted)
@@ -156,7 +190,14 @@ def detect_format(headers: list[str], renames: dict[str, str] | None = None) -> 
     present |= {v for v in (renames or {}).values() if v in FIELDS}
     if any(_phone_field(k) for k in keys):
         present.add("phone")
-    if "rut" in present or "amount" in present:
+    # An amount means debts; an appointment or a survey column beats a RUT (reminders and surveys may carry one).
+    if "amount" in present:
+        return "collection"
+    if {"appointment_date", "appointment_time"} <= present:
+        return "reminder"
+    if "survey_id" in present or keys & {"temaencuesta", "surveytopic"}:  # 'Tema' alone is too common
+        return "survey"
+    if "rut" in present:
         return "collection"
     if present & {"email", "age", "city"}:
         return "marketing"

@@ -34,6 +34,9 @@ def render_summary(summary: LoadSummary) -> str:
             lines.append(f"    ... {len(summary.rejected) - SHOW_ERRORS} more in the report")
     if summary.warnings:
         lines.append(f"  phone numbers dropped as impossible: {len(summary.warnings)}")
+    if summary.segments:
+        lines.append("  segments: " + ", ".join(f"{name} {n}" for name, n in summary.segments.items()))
+    lines.extend(f"  warning: {w}" for w in summary.segment_warnings)
     if summary.report_path:
         lines.append(f"  report: {summary.report_path}")
     return "\n".join(lines)
@@ -61,7 +64,7 @@ async def load_configured(config: Config, only: str | None = None, out: TextIO |
             bar = TextProgress(f"loading {source.batch_id}", total) if total and total >= BAR_FROM_ROWS else None
             try:
                 summary = await load_batch(source, now=clock.now(), report_dir=config.data_dir / "reports",
-                                           progress=bar)
+                                           progress=bar, default_from_number=config.retell.from_number)
             except LoadError as exc:
                 print(f"batch {source.batch_id}: NOT loaded: {exc}", file=err)
                 status = 1

@@ -18,6 +18,9 @@ MAX_PARTS = 10_000  # zip members (a workbook has a dozen; each costs memory bef
 MAX_XML_RUN_BYTES = 1 * MiB  # text between two tags; Excel's own limit is 32,767 characters per cell
 MAX_TAGS_PER_ROW = 200_000  # tags in one sheet row (Excel: 16,384 columns, a few tags per cell)
 MAX_ROWS = 1_048_576  # Excel's sheet limit, applied to CSV files too
+# rows x columns a sheet spans (its <dimension> and its cell references): calamine lays out that whole grid.
+# The 100,000-row, 45-column benchmark export spans 4.5 million; Excel allows 17 billion.
+MAX_SHEET_CELLS = 10_000_000
 MAX_CSV_BYTES = 256 * MiB
 MAX_CSV_RECORD_CHARS = 4 * MiB  # one CSV record (a row, even across quoted line breaks)
 MAX_FIELD_CHARS = 1_000  # a cell that becomes a job field or an agent variable
@@ -33,6 +36,7 @@ class Limits:
     max_xml_run_bytes: int = MAX_XML_RUN_BYTES
     max_tags_per_row: int = MAX_TAGS_PER_ROW
     max_rows: int = MAX_ROWS
+    max_sheet_cells: int = MAX_SHEET_CELLS
     max_csv_bytes: int = MAX_CSV_BYTES
     max_csv_record_chars: int = MAX_CSV_RECORD_CHARS
     max_field_chars: int = MAX_FIELD_CHARS

@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 
 import phonenumbers
 from stdnum.cl import rut as cl_rut
 from stdnum.exceptions import ValidationError
+
+from speechai.domain.zones import zones_of_parsed
 
 _EXCEL_EPOCH = date(1899, 12, 30)
 _SCI = re.compile(r"^[+-]?\d+(\.\d+)?[eE][+-]?\d+$")
@@ -106,10 +108,10 @@ def parse_rut(value: object) -> str:
 class ParsedPhone:
     number: str  # E.164
     kind: str  # "mobile" | "landline"
+    zones: tuple[str, ...] = ()  # possible IANA zones (domain.zones); empty: unknown
 
 
-def _kind(num: phonenumbers.PhoneNumber, region: str, hint: str) -> str:
-    ntype = phonenumbers.number_type(num)
+def _kind(num: phonenumbers.PhoneNumber, region: str, hint: str, ntype: int) -> str:
     if ntype == phonenumbers.PhoneNumberType.MOBILE:
         return "mobile"
     if ntype == phonenumbers.PhoneNumberType.FIXED_LINE:
@@ -136,7 +138,8 @@ def parse_phone(text: str, region: str, hint: str = "mobile") -> ParsedPhone:
             continue
         if phonenumbers.is_valid_number(num):
             e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
-            return ParsedPhone(e164, _kind(num, region, hint))
+            ntype = phonenumbers.number_type(num)  # slow (metadata regexes): computed once for both uses
+            return ParsedPhone(e164, _kind(num, region, hint, ntype), zones_of_parsed(num, ntype))
     raise ValueError("impossible phone number")
 
 
@@ -241,3 +244,73 @@ def parse_int(value: object) -> int:
     if not re.fullmatch(r"-?\d+", text):
         raise ValueError(f"not a whole number: {value!r}")
     return int(text)
+
+
+_TIME_TEXT = re.compile(r"^(\d{1,2})(?:[:.hH](\d{2}))?(?::(\d{2}))?\s*(hrs?|h)?\.?\s*([aApP]\.?\s*[mM]\.?)?$")
+
+
+def parse_time(value: object) -> time:
+    """A time of day from a time cell, an Excel day fraction (0.4375) or text ('10:30', '10.30 hrs', '9h',
+    '10:30:00', '2:30 PM'); a bare number ('10') is refused as ambiguous, a date and time as not a time."""
+    if is_blank(value):
+        raise ValueError("empty time")
+    if isinstance(value, datetime):
+        if value.date() in (_EXCEL_EPOCH, date(1900, 1, 1)):  # a bare time some readers put on Excel's day 0
+            return value.time().replace(microsecond=0)
+        raise ValueError(f"not a time of day: {value!r} is a date and time")
+    if isinstance(value, time):
+        return value.replace(microsecond=0)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if 0 <= value < 1:  # Excel stores a time as a fraction of a day
+            seconds = round(value * 86400)
+            return time(seconds // 3600 % 24, seconds // 60 % 60, seconds % 60)
+        raise ValueError(f"not a time of day: {value!r}")
+    m = _TIME_TEXT.match(str(value).strip())
+    if m:
+        hour, minute, second = int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0)
+        meridiem = (m.group(5) or "").lower().replace(".", "").replace(" ", "")
+        if meridiem and not 1 <= hour <= 12:
+            raise ValueError(f"not a time of day: {value!r} (hour {hour} with {meridiem.upper()})")
+        if meridiem:
+            hour = hour % 12 + (12 if meridiem == "pm" else 0)
+        if hour < 24 and minute < 60 and second < 60 and (m.group(2) or m.group(4) or meridiem):
+            return time(hour, minute, second)
+    raise ValueError(f"not a time of day: {value!r}")
+
+
+def format_time(value: time) -> str:
+    return value.strftime("%H:%M" if value.second == 0 else "%H:%M:%S")
+
+
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}$")
+MAX_EMAIL_CHARS = 254  # RFC 5321's limit on a forward path
+
+
+def parse_email(value: object) -> str:
+    """An address as 'local@domain.tld', the domain lowercased; refuses spaces, two '@', no dot in the domain."""
+    text = cell_text(value)
+    if not text:
+        raise ValueError("empty email")
+    if len(text) > MAX_EMAIL_CHARS:
+        raise ValueError(f"email is {len(text)} characters; the limit is {MAX_EMAIL_CHARS}")
+    if not _EMAIL.match(text) or ".." in text:
+        raise ValueError(f"not an email address: {text!r}")
+    local, domain = text.rsplit("@", 1)
+    return f"{local}@{domain.lower()}"
+
+
+MIN_AGE, MAX_AGE = 0, 120
+
+
+def parse_age(value: object) -> int:
+    """Age in whole years, MIN_AGE to MAX_AGE; '35 años' and 35.0 are 35, 35.5 and 'treinta' are refused."""
+    text = cell_text(value)
+    text = re.sub(r"\s*(años|anos|years|yrs|a)\.?$", "", text, flags=re.IGNORECASE)
+    try:
+        age = parse_int(text if isinstance(value, str) else value)
+    except ValueError:
+        raise ValueError(f"age must be a whole number, got {cell_text(value)!r}") from None
+    if not MIN_AGE <= age <= MAX_AGE:
+        raise ValueError(f"age must be {MIN_AGE} to {MAX_AGE}, got {age}")
+    return age

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, time
 from decimal import Decimal
+from enum import StrEnum
 
-from speechai.loader.columns import ColumnMap
+from speechai.domain.zones import parse_zone, zone_mix
+from speechai.loader.columns import SURVEY_FIELDS, ColumnMap
 from speechai.loader.errors import Reason, RowError
 from speechai.loader.limits import MAX_FIELD_CHARS
 from speechai.loader.normalize import (
@@ -19,16 +21,40 @@ from speechai.loader.normalize import (
     cell_text,
     clean_name,
     format_amount,
+    format_time,
+    header_key,
     is_blank,
     name_key,
+    parse_age,
     parse_amount,
     parse_date,
+    parse_email,
     parse_int,
     parse_phone,
     parse_rut,
+    parse_time,
     phone_values,
 )
 
+
+class FormatReason(StrEnum):
+    """Row problems of the marketing, reminder and survey formats (beside ``errors.Reason``)."""
+
+    BAD_EMAIL = "bad_email"
+    BAD_AGE = "bad_age"  # not a whole number, or outside MIN_AGE..MAX_AGE
+    BAD_TIME = "bad_time"  # the appointment time is not a time of day
+    MISSING_SURVEY = "missing_survey"  # neither a survey id nor a topic on the row
+    APPOINTMENT_CONFLICT = "appointment_conflict"  # one person (RUT or phone) with two appointments
+
+
+class ZoneReason(StrEnum):
+    """Load warnings about the debtor's local time (domain/zones.py)."""
+
+    INVALID_TIMEZONE = "invalid_timezone"  # the timezone cell is not an IANA name: the number's zones apply
+    MIXED_TIME_ZONES = "mixed_time_zones"  # people of the batch are in different zones
+
+
+ZONE_HEADERS = frozenset({"timezone", "zonahoraria", "husohorario"})  # header keys of a zone column
 PROGRESS_EVERY = 1000
 _MEMO_MAX = 4096
 _SHOWN_CHARS = 60  # of an over-long value, in errors and the report
@@ -65,18 +91,23 @@ class Person:
     name_row: int = 0  # the row the name was taken from
     rows: list[int] = field(default_factory=list)
     phones: dict[str, str] = field(default_factory=dict)  # E.164 -> kind, in order of appearance
+    phone_zones: dict[str, tuple[str, ...]] = field(default_factory=dict)  # E.164 -> zones of the number
+    zone: str | None = None  # a loaded timezone column: overrides every phone's own zones
     instalments: int = 0
     total: Decimal = Decimal(0)
     first_due: date | None = None
     last_due: date | None = None
     days_late: int | None = None
+    appointment: tuple[date, time] | None = None  # reminder format
+    appointment_row: int = 0
     info: dict[str, str] = field(default_factory=dict)  # first non-empty value per variable
     rejected: bool = False
     name_conflict: bool = False  # the name row has been reported as conflicting
 
     def ordered_phones(self) -> list[ParsedPhone]:
         """Mobiles first, then landlines; within a kind, the order they appeared in the file."""
-        items = [ParsedPhone(n, k) for n, k in self.phones.items()]
+        items = [ParsedPhone(n, k, (self.zone,) if self.zone else self.phone_zones.get(n, ()))
+                 for n, k in self.phones.items()]
         return sorted(items, key=lambda p: p.kind != "mobile")
 
     def variables(self, fmt: str) -> dict[str, str]:
@@ -92,6 +123,9 @@ class Person:
                 out["last_due_date"] = self.last_due.isoformat()
             if self.days_late is not None:
                 out["days_late"] = str(self.days_late)
+        if self.appointment is not None:
+            out["appointment_date"] = self.appointment[0].isoformat()
+            out["appointment_time"] = format_time(self.appointment[1])
         for k, v in self.info.items():
             out.setdefault(k, v)
         return out
@@ -104,6 +138,11 @@ class ParseResult:
     people: dict[str, Person] = field(default_factory=dict)
     errors: list[RowError] = field(default_factory=list)
     warnings: list[RowError] = field(default_factory=list)
+    zone_column: int | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        keys = [header_key(h) for h in self.columns.headers]
+        self.zone_column = next((i for i, k in enumerate(keys) if k in ZONE_HEADERS), None)
 
     def reject_tainted_people(self) -> None:
         """Drop people with a rejected row; their other rows are reported so nothing vanishes silently."""
@@ -167,12 +206,12 @@ def _parse_row(result: ParseResult, row_no: int, values: tuple[object, ...], reg
     errors: list[RowError] = []
     rejected = bool(cut)
 
-    def fail(fname: str, reason: Reason, exc: Exception) -> None:
+    def fail(fname: str, reason: StrEnum, exc: Exception) -> None:
         idx = fields.get(fname)
         if cut and idx in cut:
             return
         errors.append(RowError(row_no, cols.header(idx) if idx is not None else fname,
-                               cell_text(_cell(values, idx)), reason, str(exc)))
+                               cell_text(_cell(values, idx)), reason, str(exc)))  # type: ignore[arg-type]
 
     rut: str | None = None
     rut_cell = _cell(values, fields.get("rut"))
@@ -206,6 +245,7 @@ def _parse_row(result: ParseResult, row_no: int, values: tuple[object, ...], reg
             except ValueError as exc:
                 result.warnings.append(
                     RowError(row_no, cols.header(idx), text, Reason.INVALID_PHONE, str(exc)))
+    checked, appointment = _format_fields(cols, row_no, values, fail, errors, cut or set())
     if cols.format != "collection" and not phones and not (cut and any(i in cut for i, _ in cols.phones)):
         # Outside collection a row is a person: without a phone there is no one to call.
         errors.append(_no_phone(result, row_no, values))
@@ -220,6 +260,8 @@ def _parse_row(result: ParseResult, row_no: int, values: tuple[object, ...], reg
     person.rows.append(row_no)
     if name and person.name and name_key(name) != name_key(person.name):
         errors.extend(_name_conflict(person, cols, row_no, name))
+    if appointment is not None and person.appointment is not None and person.appointment != appointment:
+        errors.append(_appointment_conflict(person, cols, row_no, person.appointment, appointment))
     if errors or rejected:
         result.errors.extend(errors)
         person.rejected = True
@@ -228,13 +270,64 @@ def _parse_row(result: ParseResult, row_no: int, values: tuple[object, ...], reg
         person.name, person.name_row = name, row_no
     for p in phones:
         person.phones.setdefault(p.number, p.kind)
+        person.phone_zones.setdefault(p.number, p.zones)
     if amount is not None:
         person.instalments += 1
         person.total += amount
     if due is not None:
         person.first_due = min(person.first_due or due, due)
         person.last_due = max(person.last_due or due, due)
+    if appointment is not None and person.appointment is None:
+        person.appointment, person.appointment_row = appointment, row_no
+    for k, v in checked.items():
+        person.info.setdefault(k, v)
     _collect_info(person, result, row_no, values)
+
+
+def _format_fields(cols: ColumnMap, row_no: int, values: tuple[object, ...],
+                   fail: Callable[[str, StrEnum, Exception], None], errors: list[RowError], cut: set[int],
+                   ) -> tuple[dict[str, str], tuple[date, time] | None]:
+    """The marketing, reminder and survey checks: the row's validated variables and its appointment."""
+    fields = cols.fields
+    checked: dict[str, str] = {}
+    appointment = None
+    if cols.format == "marketing":
+        for fname, parse, reason in (("email", parse_email, FormatReason.BAD_EMAIL),
+                                     ("age", parse_age, FormatReason.BAD_AGE)):
+            cell = _cell(values, fields.get(fname))
+            if not is_blank(cell):
+                try:
+                    checked[fname] = str(parse(cell))
+                except ValueError as exc:
+                    fail(fname, reason, exc)
+    elif cols.format == "reminder":
+        day = moment = None
+        try:
+            day = parse_date(_cell(values, fields.get("appointment_date")))
+        except ValueError as exc:
+            fail("appointment_date", Reason.BAD_DATE, exc)
+        try:
+            moment = parse_time(_cell(values, fields.get("appointment_time")))
+        except ValueError as exc:
+            fail("appointment_time", FormatReason.BAD_TIME, exc)
+        if day is not None and moment is not None:
+            appointment = (day, moment)
+    elif cols.format == "survey":
+        present = [f for f in SURVEY_FIELDS if f in fields]
+        if all(is_blank(_cell(values, fields[f])) and fields[f] not in cut for f in present):
+            errors.append(RowError(row_no, ", ".join(cols.header(fields[f]) for f in present), "",
+                                   FormatReason.MISSING_SURVEY, "no survey id or topic given"))  # type: ignore[arg-type]
+    return checked, appointment
+
+
+def _appointment_conflict(person: Person, cols: ColumnMap, row_no: int, earlier: tuple[date, time],
+                          appointment: tuple[date, time]) -> RowError:
+    """Two appointments for one person: the agent could only remind them of one, so neither is guessed."""
+    column = cols.header(cols.fields["appointment_date"])
+    what = f"RUT {person.national_id}" if person.national_id else f"phone {person.key}"
+    first, here = (f"{d.isoformat()} {format_time(t)}" for d, t in (earlier, appointment))
+    return RowError(row_no, column, here, FormatReason.APPOINTMENT_CONFLICT,  # type: ignore[arg-type]
+                    f"{what} has the appointment {first} on row {person.appointment_row} and {here} here")
 
 
 def _name_conflict(person: Person, cols: ColumnMap, row_no: int, name: str) -> list[RowError]:
@@ -260,7 +353,9 @@ def _collect_info(person: Person, result: ParseResult, row_no: int, values: tupl
         except ValueError as exc:
             result.warnings.append(RowError(row_no, cols.header(cols.fields["days_late"]),
                                             cell_text(late_cell), Reason.BAD_AMOUNT, str(exc)))
-    for fname in ("company", "email", "age", "city"):
+    if result.zone_column is not None and person.zone is None:
+        _collect_zone(person, result, row_no, _cell(values, result.zone_column))
+    for fname in ("company", "email", "age", "city", "appointment_place", *SURVEY_FIELDS):
         if fname in cols.fields and fname not in person.info:
             text = cell_text(_cell(values, cols.fields[fname]))
             if text:
@@ -270,6 +365,27 @@ def _collect_info(person: Person, result: ParseResult, row_no: int, values: tupl
             text = cell_text(_cell(values, idx))
             if text:
                 person.info[var] = text
+
+
+def _collect_zone(person: Person, result: ParseResult, row_no: int, cell: object) -> None:
+    text = cell_text(cell)
+    if not text:
+        return
+    try:
+        person.zone = parse_zone(text)
+    except ValueError as exc:
+        assert result.zone_column is not None
+        result.warnings.append(RowError(row_no, result.columns.header(result.zone_column), text[:_SHOWN_CHARS],
+                                        ZoneReason.INVALID_TIMEZONE, str(exc)))  # type: ignore[arg-type]
+
+
+def zone_warnings(people: Iterable[Person], batch_zone: str) -> list[RowError]:
+    """One load warning when the batch's people are in different zones (counted by their first phone)."""
+    sets = [phones[0].zones if (phones := p.ordered_phones()) else () for p in people]
+    message = zone_mix(sets, batch_zone)
+    if message is None:
+        return []
+    return [RowError(0, "", "", ZoneReason.MIXED_TIME_ZONES, message)]  # type: ignore[arg-type]
 
 
 def _no_phone(result: ParseResult, row_no: int, values: tuple[object, ...]) -> RowError:

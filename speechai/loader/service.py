@@ -13,8 +13,10 @@ or ``clean_abandoned_loads`` at start-up, undoes it the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,18 +24,23 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import structlog
 from beanie.odm.utils.dump import get_dict
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from actors.clock import utc
+from speechai.domain.caller_id_rules import batch_caller_id_violations
 from speechai.loader.columns import resolve
 from speechai.loader.errors import LoadError, RowError
 from speechai.loader.limits import DEFAULT_LIMITS, Limits
-from speechai.loader.people import ParseResult, Person, parse_rows
+from speechai.loader.people import ParseResult, Person, parse_rows, zone_warnings
 from speechai.loader.reader import DEFAULT_READER, open_sheet
 from speechai.loader.report import write_report
+from speechai.loader.segmenting import Segmenter, check_segments
 from speechai.loader.spec import BatchSource
-from speechai.store.models import FINAL_STATES, Account, Batch, BatchStatus, Job, JobState, Phone
+from speechai.store.models import FINAL_STATES, Account, Batch, BatchStatus, CallerId, Job, JobState, Phone
+
+log = structlog.get_logger("speechai.loader")
 
 INSERT_CHUNK = 1000
 QUERY_CHUNK = 500
@@ -55,6 +62,10 @@ class LoadSummary:
     ok: bool
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (person_key, other batch)
     warnings: list[RowError] = field(default_factory=list)  # dropped phone numbers and the like
+    segment_warnings: list[str] = field(default_factory=list)  # overlapping or unreachable segment rules
+    segments: dict[str, int] = field(default_factory=dict)  # people written per segment
+    # the Chile caller-ID rule was broken and the account's override let the batch through
+    chile_rule_override: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,7 +81,10 @@ class LoadSummary:
             "rejected": [e.to_dict() for e in self.rejected],
             "duplicates": [{"person_key": k, "batch_id": b} for k, b in self.duplicates],
             "warnings": [e.to_dict() for e in self.warnings],
+            "segment_warnings": self.segment_warnings,
+            "segments": self.segments,
             "report_path": str(self.report_path) if self.report_path else None,
+            "chile_rule_override": self.chile_rule_override,
         }
 
 
@@ -82,22 +96,43 @@ def parse_file(source: BatchSource, progress: Callable[[int], None] | None = Non
         return parse_rows(sheet.rows, columns, source.default_region, progress, limits.max_field_chars)
 
 
+@dataclass(frozen=True)
+class BatchDialing:
+    """The dialing fields a new batch is created with (docs/dialing.md); a reload keeps the stored ones
+    for every field left unset here."""
+
+    use_case: str | None = None
+    caller_ids: tuple[CallerId, ...] = ()
+    caller_id_daily_cap: int | None = None
+
+
 async def load_batch(source: BatchSource, *, now: datetime, report_dir: Path,
                      progress: Callable[[int], None] | None = None,
-                     limits: Limits = DEFAULT_LIMITS) -> LoadSummary:
+                     limits: Limits = DEFAULT_LIMITS, dialing: BatchDialing = BatchDialing(),
+                     default_from_number: str | None = None) -> LoadSummary:
+    """``default_from_number``: the configured ``retell.from_number`` a batch without a pool or number of
+    its own calls from (checked against the Chile rule; unset: only the batch's own numbers are)."""
     now = utc(now)
+    dialing = await _format_use_case(source, dialing, source.format)
+    override = await check_caller_ids(source, dialing, default_from_number)
     # Parsing is CPU-bound: a worker thread keeps the event loop (and its calls in flight) responsive.
     parsed = await anyio.to_thread.run_sync(parse_file, source, progress, limits)
+    if source.format == "auto" and dialing.use_case is None:  # the detected format's use case, checked too
+        dialing = await _format_use_case(source, dialing, parsed.columns.format)
+        override = await check_caller_ids(source, dialing, default_from_number)
     if parsed.rows == 0:
         # Most likely the wrong file or sheet: an empty active batch would only hide that.
         raise LoadError(f"{source.file.name} has a header row but no data rows; nothing to load")
+    # a rule on a column the file lacks refuses the load before anything is written
+    segment_warnings = check_segments(source.segments, parsed.columns, source.call_settings)
     if parsed.errors and not source.accept_partial:
         return _summary(source, parsed, now, report_dir, created=0, present=0, duplicates=[], ok=False)
     parsed.reject_tainted_people()
     people = list(parsed.people.values())
+    parsed.warnings.extend(zone_warnings(people, source.call_settings.timezone))  # "batch mixes time zones"
     await _ensure_account(source.account)
     load_id = uuid.uuid4().hex
-    batch, previous = await _begin(source, now, load_id)
+    batch, previous = await _begin(source, now, load_id, dialing)
     try:
         duplicates = [] if source.allow_duplicates_across_batches else await _active_elsewhere(source, people)
         skip = {k for k, _ in duplicates}
@@ -105,7 +140,10 @@ async def load_batch(source: BatchSource, *, now: datetime, report_dir: Path,
         present = await _present_in_batch(source, people)
         todo = [p for p in people if p.key not in present]
         created = 0
+        if batch.segments != source.segments:  # a reload keeps the batch's settings, its segments too
+            segment_warnings = check_segments(batch.segments, parsed.columns, batch.call_settings)
         job_doc = _JobDocs(source, parsed.columns.format, now, load_id)
+        job_doc.segmenter = Segmenter(batch.segments, batch.call_settings)
         for chunk in _chunks(todo, INSERT_CHUNK):
             created += await _insert_chunk([job_doc(p) for p in chunk])
         await _finish(batch, previous)
@@ -113,8 +151,53 @@ async def load_batch(source: BatchSource, *, now: datetime, report_dir: Path,
         with anyio.CancelScope(shield=True):
             await _rollback(source.batch_id, load_id)
         raise
-    return _summary(source, parsed, now, report_dir, created=created, present=len(present),
-                    duplicates=duplicates, ok=True)
+    summary = _summary(source, parsed, now, report_dir, created=created, present=len(present),
+                       duplicates=duplicates, ok=True)
+    summary.chile_rule_override = override
+    summary.segment_warnings, summary.segments = segment_warnings, dict(job_doc.segments)
+    return summary
+
+
+async def _format_use_case(source: BatchSource, dialing: BatchDialing, fmt: str) -> BatchDialing:
+    """The upload's use case, else the config's, else the one the format implies (docs/loader.md) for a
+    new batch; a reload keeps the batch's stored one."""
+    if dialing.use_case is not None:
+        return dialing
+    if "use_case" not in source.model_fields_set and await Batch.get(source.batch_id) is not None:
+        return dialing
+    return dataclasses.replace(dialing, use_case=source.use_case_for(fmt))
+
+
+async def check_caller_ids(source: BatchSource, dialing: BatchDialing,
+                           default_from_number: str | None) -> dict[str, str] | None:
+    """Refuse (LoadError naming the rule and the numbers) a batch whose caller ids break the Chile rule
+    for its use case, as it will be after this load; the account's explicit override lets it through,
+    logged and returned for the load summary."""
+    existing = await Batch.get(source.batch_id)
+    if existing is not None and existing.account_id != source.account:
+        return None  # refused by _begin, naming the owner
+    account = await Account.get(source.account)
+    use_case = dialing.use_case or (existing.use_case if existing is not None else None)
+    pool = list(dialing.caller_ids) or (existing.caller_ids if existing is not None else []) \
+        or (account.caller_ids if account is not None else [])
+    from_number = source.from_number if existing is None else existing.from_number
+    try:
+        violations = batch_caller_id_violations(
+            use_case=use_case, pool=[e.number for e in pool], from_number=from_number,
+            default_from_number=default_from_number or "",
+            preset=(existing.call_settings if existing is not None else source.call_settings).preset)
+    except ValueError as exc:
+        raise LoadError(str(exc)) from None
+    violations = [v for v in violations if any(v.numbers)]  # "" stands for an unknown default number
+    if not violations:
+        return None
+    text = "; ".join(v.message for v in violations)
+    if account is None or not account.chile_rule_override:
+        raise LoadError(f"batch {source.batch_id!r} refused: {text}. An account may dial anyway only with an "
+                        "explicit chile_rule_override (audited)")
+    log.warning("chile_rule_overridden", account_id=source.account, batch_id=source.batch_id,
+                override=account.chile_rule_override, violations=text, at="load")
+    return {"override": account.chile_rule_override, "violations": text}
 
 
 async def clean_abandoned_loads() -> int:
@@ -159,6 +242,8 @@ class _JobDocs:
     def __init__(self, source: BatchSource, fmt: str, now: datetime, load_id: str) -> None:
         self.source = source
         self.fmt = fmt
+        self.segmenter: Segmenter | None = None  # the batch's segment rules, when it has any
+        self.segments: Counter[str] = Counter()  # people written per segment
         self.prefix = f"{source.account}:{source.batch_id}:"
         self.deadline = None
         if source.payment_deadline_days is not None:
@@ -176,8 +261,16 @@ class _JobDocs:
             variables["payment_deadline"] = self.deadline
         return {**self.template, "dedup_key": self.prefix + person.key, "person_key": person.key,
                 "name": person.name, "national_id": person.national_id,
-                "phones": [{**self.phone, "number": p.number, "kind": p.kind} for p in person.ordered_phones()],
-                "variables": variables}
+                "phones": [{**self.phone, "number": p.number, "kind": p.kind, "zones": list(p.zones)}
+                           for p in person.ordered_phones()],
+                "variables": variables, **self._segment(variables)}
+
+    def _segment(self, variables: dict[str, str]) -> dict[str, Any]:
+        if self.segmenter is None or not self.segmenter.rules:
+            return {}
+        fields = self.segmenter(variables)
+        self.segments[fields["segment"]] += 1
+        return fields
 
 
 async def _insert_chunk(docs: list[dict[str, Any]]) -> int:
@@ -254,7 +347,8 @@ def _read_marker(batch: Batch) -> dict[str, Any] | None:
 Previous = tuple[BatchStatus, str | None]
 
 
-async def _begin(source: BatchSource, now: datetime, load_id: str) -> tuple[Batch, Previous]:
+async def _begin(source: BatchSource, now: datetime, load_id: str,
+                 dialing: BatchDialing = BatchDialing()) -> tuple[Batch, Previous]:
     """Put the batch in ``LOADING`` for this load; returns it and the status to finish with."""
     batch = await Batch.get(source.batch_id)
     if batch is not None and batch.status == BatchStatus.LOADING:
@@ -266,7 +360,9 @@ async def _begin(source: BatchSource, now: datetime, load_id: str) -> tuple[Batc
             id=source.batch_id, account_id=source.account, name=source.name or source.batch_id,
             status=BatchStatus.LOADING, call_settings=source.call_settings, agent_id=source.agent_id,
             from_number=source.from_number, source_file=source.file.name, created_at=now,
-            status_reason=_marker(load_id, None, None),
+            status_reason=_marker(load_id, None, None), use_case=dialing.use_case,
+            caller_ids=list(dialing.caller_ids), caller_id_daily_cap=dialing.caller_id_daily_cap,
+            segments=source.segments,
         )
         try:
             await batch.insert()

@@ -9,7 +9,9 @@ from typing import Literal
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from speechai.domain.segments import SegmentRule, check_rules
 from speechai.domain.settings import CallSettings
+from speechai.loader.columns import FORMAT_USE_CASE
 
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -21,7 +23,9 @@ class BatchSource(BaseModel):
     account: str
     batch_id: str
     name: str = ""
-    format: Literal["auto", "collection", "marketing", "generic"] = "auto"
+    format: Literal["auto", "collection", "marketing", "generic", "reminder", "survey"] = "auto"
+    # The Chile caller-ID rule's use case (docs/dialing.md); unset: the format's (generic: none, unchecked).
+    use_case: Literal["collection", "reminder", "survey", "marketing"] | None = None
     sheet: str | None = None
     agent_id: str | None = None
     from_number: str | None = None
@@ -32,6 +36,12 @@ class BatchSource(BaseModel):
     accept_partial: bool = False
     allow_duplicates_across_batches: bool = False
     default_region: str = "CL"
+    # negotiation flows per debtor segment: ordered rules, the default last (docs/segments.md)
+    segments: list[SegmentRule] = Field(default_factory=list)
+
+    def use_case_for(self, fmt: str) -> str | None:
+        """The declared use case, else the one ``fmt`` (the file's format, ``auto`` resolved) implies."""
+        return self.use_case if "use_case" in self.model_fields_set else FORMAT_USE_CASE.get(fmt)
 
     @field_validator("account", "batch_id")
     @classmethod
@@ -40,6 +50,11 @@ class BatchSource(BaseModel):
         if not _SLUG.match(v):
             raise ValueError(f"{v!r} must be letters, digits, '_', '.', '-' (max 100), without spaces or ':'")
         return v
+
+    @field_validator("segments")
+    @classmethod
+    def _segments(cls, v: list[SegmentRule]) -> list[SegmentRule]:
+        return check_rules(v)
 
     @field_validator("default_region")
     @classmethod

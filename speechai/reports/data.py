@@ -25,6 +25,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from speechai.reports.segments import COLUMNS as SEGMENT_COLUMNS
+from speechai.reports.segments import SegmentFigures
 from speechai.store.models import Batch, DoNotCall, Job, JobState
 
 CENTS_PLACES = Decimal("0.0001")
@@ -37,7 +39,7 @@ STOPPED_STATES = (JobState.FAILED, JobState.EXCLUDED, JobState.SUSPENDED, JobSta
 PROMISE_AMOUNT_KEYS = ("promised_amount", "monto_prometido", "promise_amount")
 PROMISE_DATE_KEYS = ("promised_payment_date", "fecha_compromiso", "fecha_pago", "promise_date")
 JOB_FIELDS = {"batch_id": 1, "state": 1, "name": 1, "phones": 1, "variables": 1, "attempts": 1,
-              "last_reason": 1, "next_try_ms": 1, "updated_at": 1}
+              "last_reason": 1, "next_try_ms": 1, "updated_at": 1, "segment": 1, "arm": 1}
 CURSOR_BATCH = 500  # documents per round trip: memory stays bounded by this, not by the batch
 
 
@@ -209,6 +211,8 @@ class _Pass:
     promises: list[list[Any]] = field(default_factory=list)
     collected: dict[str, list[Any]] = field(default_factory=dict)  # key -> [attempts, numeric sum, numeric n]
     jobs: int = 0
+    segments: SegmentFigures = field(default_factory=SegmentFigures)  # per batch and segment
+    dialing: Any = None  # speechai.reports.dialing.DialingTally: the caller-id and A/B arm sections
 
     def job(self, info: _BatchInfo, raw: dict[str, Any]) -> None:
         self.jobs += 1
@@ -223,6 +227,7 @@ class _Pass:
         numbers = [p.get("number") for p in raw.get("phones") or []]
         sent = raw.get("variables") or {}
         calls = 0
+        in_range: list[dict[str, Any]] = []
         for attempt in raw.get("attempts") or []:
             created = attempt.get("created_at")
             if not isinstance(created, datetime):
@@ -231,6 +236,7 @@ class _Pass:
             if not self.flt.has_day(local.date()):
                 continue
             calls += attempt.get("placed") is True
+            in_range.append(attempt)
             position = numbers.index(attempt.get("phone")) + 1 if attempt.get("phone") in numbers else 0
             for tally in (info.tally, self.total, self.by_day[local.date()], self.by_hour[local.hour],
                           self.by_position[position]):
@@ -240,6 +246,9 @@ class _Pass:
                 self.by_reason[(attempt["outcome"], reason)].add(attempt)
             self._collected(info, raw, attempt, local, sent)
         self.calls_per_job[calls] += 1
+        self.segments.job(info.doc["_id"], raw, in_range)
+        if self.dialing is not None:
+            self.dialing.job(info.doc, info.tz, raw, in_range)
 
     def _collected(self, info: _BatchInfo, raw: dict[str, Any], attempt: dict[str, Any], local: datetime,
                    sent: dict[str, Any]) -> None:
@@ -271,7 +280,7 @@ async def _batches(flt: ReportFilter) -> list[dict[str, Any]]:
     if flt.account is not None:
         query["account_id"] = flt.account
     fields = {"account_id": 1, "name": 1, "status": 1, "status_reason": 1, "waiting_reason": 1,
-              "call_settings.timezone": 1}
+              "call_settings.timezone": 1, "from_number": 1, "agent_split": 1}
     return await Batch.get_pymongo_collection().find(query, fields).sort("_id", 1).to_list()
 
 
@@ -281,7 +290,9 @@ def _tz(batch: dict[str, Any]) -> tzinfo:
 
 async def build_report(flt: ReportFilter, now: datetime, *, on_jobs: Any = None) -> Report:
     """The report for ``flt``; ``on_jobs(n)`` hears how many jobs were read so far (progress)."""
-    run = _Pass(flt)
+    from speechai.reports.dialing import DialingTally, dialing_sections  # it builds on this module
+
+    run = _Pass(flt, dialing=DialingTally())
     coll = Job.get_pymongo_collection()
     for doc in await _batches(flt):
         info = run.batches[doc["_id"]] = _BatchInfo(doc=doc, tz=_tz(doc))
@@ -299,7 +310,9 @@ async def build_report(flt: ReportFilter, now: datetime, *, on_jobs: Any = None)
     if on_jobs is not None:
         on_jobs(run.jobs)
     dnc = await _do_not_call(flt, run)
-    return Report(generated_at=now, filter=flt, sections=_sections(run, dnc))
+    sections = _sections(run, dnc)
+    sections.update(await dialing_sections(run.dialing, flt, {i.doc.get("account_id") for i in run.batches.values()}))
+    return Report(generated_at=now, filter=flt, sections=sections)
 
 
 async def _do_not_call(flt: ReportFilter, run: _Pass) -> list[list[Any]]:
@@ -391,6 +404,7 @@ def _sections(run: _Pass, dnc: list[list[Any]]) -> dict[str, Section]:
     add(Section("do_not_call", "Do-not-call additions", [Column("account", "text"), Column("key", "text"),
                                                          Column("reason", "text"), Column("added_at", "datetime")],
                 dnc))
+    add(Section("segments", "Segments", [Column(n, k) for n, k in SEGMENT_COLUMNS], run.segments.table()))
     return s
 
 

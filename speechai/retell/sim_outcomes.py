@@ -25,7 +25,13 @@ OUTCOMES: tuple[str, ...] = (
     "provider_error",
     "long_call",
     "dnc_request",
+    # facts about our caller id or route, not the person: the carrier flagged or blocked the from-number
+    "marked_as_spam",
+    "network_blocked",
 )
+
+# Outcomes about the caller id: scripted per from-number (RetellSimulator.flag_caller_id) or drawn.
+CALLER_ID_OUTCOMES: tuple[str, ...] = ("marked_as_spam", "network_blocked")
 
 # Outcomes that never connect: (disconnection_reason, ring seconds range). no_answer rings the full timeout.
 _NOT_CONNECTED: dict[str, tuple[str, tuple[float, float]]] = {
@@ -35,6 +41,8 @@ _NOT_CONNECTED: dict[str, tuple[str, tuple[float, float]]] = {
     "invalid_number": ("invalid_destination", (0.5, 1.5)),
     "dial_failed": ("dial_failed", (1.0, 3.0)),
     "provider_error": ("telephony_provider_unavailable", (0.5, 2.0)),
+    "marked_as_spam": ("marked_as_spam", (1.0, 3.0)),
+    "network_blocked": ("network_blocked", (0.5, 2.0)),
 }
 
 # Connected outcomes: (disconnection_reason, talk seconds range); long_call talks until stopped or max.

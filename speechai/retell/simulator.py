@@ -38,6 +38,7 @@ from aiohttp import web
 from actors.clock import Clock, RealClock, SimClock
 from speechai.retell.signature import SIGNATURE_HEADER, sign
 from speechai.retell.sim_outcomes import (
+    CALLER_ID_OUTCOMES,
     DEFAULT_MAX_DURATION_S,
     DEFAULT_RING_TIMEOUT_S,
     CallPlan,
@@ -290,6 +291,7 @@ class RetellSimulator:
         self._ticks = 0
         self._wake = asyncio.Event()
         self._scripts: dict[str, deque[str]] = {}
+        self._flagged: dict[str, str] = {}  # from-number -> the caller-id outcome every call from it ends in
         self._faults: dict[str, deque[_Fault]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
@@ -303,6 +305,13 @@ class RetellSimulator:
         if not outcomes:
             raise ValueError("script needs at least one outcome")
         self._scripts[to_number] = deque(check_outcome(o) for o in outcomes)
+
+    def flag_caller_id(self, from_number: str, outcome: str = "marked_as_spam") -> None:
+        """Every later call from ``from_number`` ends ``outcome`` (``marked_as_spam`` or ``network_blocked``),
+        whoever it dials: the carrier's verdict on our number, before any per-person script."""
+        if outcome not in CALLER_ID_OUTCOMES:
+            raise ValueError(f"flag_caller_id takes one of {', '.join(CALLER_ID_OUTCOMES)}, got {outcome!r}")
+        self._flagged[from_number] = outcome
 
     def fail_next(self, endpoint: str, status: int, times: int = 1, *, after_create: bool = False) -> None:
         if endpoint not in ENDPOINTS:
@@ -484,7 +493,7 @@ class RetellSimulator:
         key: str | None,
     ) -> _SimCall:
         override = body.get("agent_override") if isinstance(body.get("agent_override"), dict) else {}
-        outcome = self._next_outcome(to_number)
+        outcome = self._flagged.get(from_number) or self._next_outcome(to_number)
         plan = plan_call(
             outcome,
             self._rng,

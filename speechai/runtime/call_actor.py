@@ -14,11 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
+from pymongo.errors import ConnectionFailure
 
 from actors.mailbox import Mailbox
 from speechai.dialing import hooks as dialing
 from speechai.domain.credits import settle
 from speechai.domain.decision import NextStep, decide_next, step_for_caps
+from speechai.domain.events import OutboxItem, account_event
 from speechai.domain.outcomes import (
     Classification,
     OutcomeClass,
@@ -28,11 +30,15 @@ from speechai.domain.outcomes import (
 )
 from speechai.domain.phones import next_usable_phone
 from speechai.domain.settings import CallSettings
-from speechai.domain.windows import is_dialable, next_dialable
+from speechai.domain.windows import SCAN_DAYS, is_dialable_in, next_dialable, next_dialable_in
+from speechai.domain.zones import attempt_zones, dial_zones, next_open_in, phone_zones, push_into_zones
+from speechai.integrations.outbox import pause_batch
 from speechai.retell import errors as rerr
+from speechai.runtime import job_events
 from speechai.runtime.context import Runtime
 from speechai.runtime.faults import crash_point
 from speechai.runtime.gate import Admission, Refusal, add_do_not_call, admit, gate_person, person_view
+from speechai.runtime.segment_settings import settings_for, variables_for
 from speechai.store import accounts
 from speechai.store.jobs import LostOwnership, checkpoint, save_call_payload, transition
 from speechai.store.models import (
@@ -44,6 +50,7 @@ from speechai.store.models import (
     Job,
     JobState,
     Plan,
+    epoch_ms,
     from_epoch_ms,
 )
 
@@ -81,10 +88,12 @@ def _is_open(attempt: Attempt | None) -> bool:
     return attempt is not None and attempt.outcome is None and attempt.placed is not False
 
 
-def _rings_inside(settings: CallSettings, now: datetime) -> bool:
+def _rings_inside(settings: CallSettings, now: datetime, zones: tuple[str, ...]) -> bool:
     """Checked right before create-call: the window is open now and still open when the phone may
-    still be ringing, so a dial sent in the window's last moments never rings after it closed."""
-    return is_dialable(settings, now) and is_dialable(settings, now + timedelta(seconds=settings.ring_timeout_s))
+    still be ringing, so a dial sent in the window's last moments never rings after it closed.
+    ``zones``: the debtor's possible zones (the window must hold in each)."""
+    return is_dialable_in(settings, now, zones) and is_dialable_in(
+        settings, now + timedelta(seconds=settings.ring_timeout_s), zones)
 
 
 def has_open_attempt(job: Job) -> bool:
@@ -111,6 +120,7 @@ class CallActor:
         # this actor still waits for the analysis and writes the result
         self._on_call_ended = on_call_ended
         self._from_number: str | None = None  # the caller id taken from the pool for this dial
+        self._settings: CallSettings | None = None  # the batch's, once read: next tries keep the debtor's time
 
     async def run(self) -> None:
         self.rt.actors[str(self.job_id)] = self.mailbox.ref
@@ -129,11 +139,12 @@ class CallActor:
                 or job.lease.owner != self.rt.instance_id:
             return  # released or taken over meanwhile: nothing of ours to do
         self.job = job
+        await self._relay_leftovers()
         batch = await self.rt.batches.get(job.batch_id)
         if batch is None:
             await self._release(JobState.FAILED, f"batch {job.batch_id} no longer exists", None)
             return
-        settings = batch.call_settings.effective()
+        settings = self._settings = settings_for(batch, job)  # the batch's, with the job's segment overrides
         attempt = job.current_attempt
         resumed = _is_open(attempt)  # a previous owner may have sent its create-call already
         if not resumed:
@@ -160,9 +171,13 @@ class CallActor:
         if batch.status != BatchStatus.ACTIVE:
             await self._release(JobState.PENDING, f"batch is {batch.status.value}", now)
             return None
-        if not is_dialable(settings, now):
-            at = next_dialable(settings, now)
-            await self._release(JobState.RETRY, f"outside allowed hours; next window {at.isoformat()}", at)
+        if not is_dialable_in(settings, now, zones := dial_zones(job.phones, job.phone_index, settings)):
+            if (at := next_open_in(settings, now, zones)) is None:
+                await self._release(JobState.FAILED, f"allowed hours never hold in all of {', '.join(zones)} "
+                                                     f"at once within {SCAN_DAYS} days", None)
+                return None
+            await self._release(JobState.RETRY, f"outside allowed hours; next window {at.isoformat()} "
+                                                f"({', '.join(zones)})", at)
             return None
         account = await self.rt.accounts.get(job.account_id)
         if account is not None and account.suspended_reason:
@@ -219,6 +234,8 @@ class CallActor:
                           reserved_cents=admission.reserved_cents, reserved_ms=admission.reserved_ms,
                           settled=False, daily_keys=list(admission.daily_keys))
         attempt.from_number = self._from_number  # the pool's choice, written ahead with the attempt
+        if self._settings is not None:
+            attempt.local_zones = list(phone_zones(job.phones[index], self._settings.timezone))
         job.attempts.append(attempt)
         transition(job, JobState.IN_FLIGHT, f"dialing {attempt.phone}", now)
         await self._save()
@@ -239,7 +256,7 @@ class CallActor:
             age = (self.rt.clock.now() - attempt.created_at).total_seconds()
             if age > self.rt.limits.idempotency_window_s:
                 break  # a re-send could dial again: ask the provider instead
-            if not _rings_inside(settings, self.rt.clock.now()):
+            if not _rings_inside(settings, self.rt.clock.now(), attempt_zones(attempt, settings)):
                 if not uncertain:  # nothing was sent: the window closed during the checks before it
                     return await self._window_closed(attempt, settings)
                 break  # the window closed meanwhile: a re-send could be a first dial out of hours
@@ -252,7 +269,7 @@ class CallActor:
                     override_agent_id=attempt.agent_id,
                     metadata={"job_id": str(job.id), "attempt_id": attempt.attempt_id,
                               "batch_id": job.batch_id, "account_id": job.account_id},
-                    dynamic_variables=job.variables,
+                    dynamic_variables=variables_for(batch, job),  # with the segment's offer
                     agent_override={"agent": {"max_call_duration_ms": settings.max_call_duration_s * 1000,
                                               "ring_duration_ms": settings.ring_timeout_s * 1000}},
                 )
@@ -273,7 +290,8 @@ class CallActor:
     async def _window_closed(self, attempt: Attempt, settings: CallSettings) -> None:
         """Re-checked right before create-call: never dial after the window closed."""
         now = self.rt.clock.now()
-        at = next_dialable(settings, now + timedelta(seconds=settings.ring_timeout_s))
+        at = next_dialable_in(settings, now + timedelta(seconds=settings.ring_timeout_s),
+                              attempt_zones(attempt, settings))
         attempt.placed, attempt.counted, attempt.outcome = False, False, "not_placed"
         attempt.error = "window closed before the call was sent"
         was_settled, attempt.settled = attempt.settled, True
@@ -302,7 +320,10 @@ class CallActor:
         attempt.placed = True
         attempt.counted = True
         attempt.call_status = call.get("call_status")
+        events = job_events.call_created(self._job, attempt, self.rt.clock.now())
+        self._job.outbox = events
         await self._save()
+        await self._relay(events)
         self.log.info("call_placed", call_id=attempt.call_id, phone=attempt.phone)
         return call
 
@@ -348,7 +369,8 @@ class CallActor:
                              reason="http_400")
         attempt.outcome, attempt.error = cls.outcome.value, reason
         was_settled, attempt.settled = attempt.settled, True
-        await self._apply(self._decide(cls, settings, None), attempt)
+        await self._apply(self._decide(cls, settings, None), attempt, events=job_events.call_finished(
+            self._job, attempt, self.rt.clock.now()))
         if not was_settled:
             await self._give_back(attempt)
         return None
@@ -478,7 +500,7 @@ class CallActor:
         self.log.info("call_finished", call_id=attempt.call_id, outcome=cls.outcome.value, success=cls.success,
                       reason=cls.reason, action=step.action)
         was_settled, attempt.settled = attempt.settled, True
-        await self._apply(step, attempt)
+        await self._apply(step, attempt, events=job_events.call_finished(job, attempt, self.rt.clock.now()))
         if not was_settled:
             # After the checkpoint that marks it settled: a crash in between keeps the reservation held
             # (never a double refund).
@@ -504,7 +526,7 @@ class CallActor:
                            attempts_counted=job.attempts_counted, phones_usable_after=len(usable),
                            callback_at=callback_at)
 
-    async def _apply(self, step: NextStep, attempt: Attempt) -> None:
+    async def _apply(self, step: NextStep, attempt: Attempt, *, events: list[OutboxItem] | None = None) -> None:
         job = self._job
         step = await dialing.after_attempt(self.rt, job, attempt, step)  # failure circuit breaker
         if step.mark_phone_bad:
@@ -514,11 +536,11 @@ class CallActor:
             # rotate to the person's next phone; a stable order, never hash order
             nxt = next_usable_phone(job.phones, job.phone_index)
             job.phone_index = job.phone_index if nxt is None else nxt
-            await self._release(JobState.RETRY, step.reason, step.next_try_at)
+            await self._release(JobState.RETRY, step.reason, step.next_try_at, events=events)
             return
         state = {"done": JobState.DONE, "failed": JobState.FAILED, "excluded": JobState.EXCLUDED,
                  "suspended": JobState.SUSPENDED}[step.action]
-        await self._release(state, step.reason, step.next_try_at)
+        await self._release(state, step.reason, step.next_try_at, events=events)
 
     # --- persistence ------------------------------------------------------------------------------
 
@@ -533,9 +555,17 @@ class CallActor:
             job.lease.until_ms = self.rt.lease_until_ms()
         await checkpoint(job)
 
-    async def _release(self, state: JobState, reason: str, next_try_at: datetime | None) -> None:
+    async def _release(self, state: JobState, reason: str, next_try_at: datetime | None, *,
+                       events: list[OutboxItem] | None = None) -> None:
         job, now = self._job, self.rt.clock.now()
+        if state == JobState.RETRY and next_try_at is not None and self._settings is not None:
+            # a next try planned in the batch's zone waits until the window holds for the next phone too
+            next_try_at, reason = push_into_zones(self._settings, next_try_at, job.phones, job.phone_index, reason)
         transition(job, state, reason, now)
+        # written in this checkpoint with their cause, relayed right after it (docs/integrations.md)
+        events = [*(events or ()), *job_events.state_reached(job, state, reason, now)]
+        if events:
+            job.outbox = events
         if state == JobState.SUSPENDED and next_try_at is None:
             # Not claimable again in the scheduling round that suspended it; after a top-up, soon.
             next_try_at = now + timedelta(seconds=self.rt.limits.scheduler_interval_s)
@@ -545,7 +575,27 @@ class CallActor:
         await checkpoint(job)
         if self._on_release is not None:
             self._on_release(job)
+        if events:
+            crash_point("outbox_written")
+            await self._relay(events)
         self.log.info("job_released", state=state.value, reason=reason)
+
+    async def _relay(self, events: list[OutboxItem]) -> None:
+        """Right after the checkpoint that recorded them; a failure here leaves them on the job, where
+        the outbox sweep finds them (shielded: a shutdown must not cut a relay in half)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.rt.outbox.relay(events)
+            except ConnectionFailure as exc:
+                self.log.warning("outbox_relay_deferred", error=str(exc), events=len(events))
+
+    async def _relay_leftovers(self) -> None:
+        """Events a previous owner wrote but may not have relayed; relayed before this actor's first
+        checkpoint replaces them."""
+        job = self._job
+        if job.outbox and not self.rt.outbox.is_relayed(job.outbox):
+            await self.rt.outbox.relay(job.outbox)
+        job.outbox = []
 
     async def _give_back(self, attempt: Attempt) -> None:
         """A dial that never happened returns its reservation and daily counters. Called after the
@@ -559,13 +609,18 @@ class CallActor:
                 await accounts.give_back_daily(key)
 
     async def _suspend_account(self, reason: str) -> None:
-        await Account.get_pymongo_collection().update_one(
-            {"_id": self._job.account_id}, {"$set": {"suspended_reason": reason}})
+        event = account_event(epoch_ms(self.rt.clock.now()), account_id=self._job.account_id, reason=reason)
+        result = await Account.get_pymongo_collection().update_one(
+            {"_id": self._job.account_id, "suspended_reason": None},
+            {"$set": {"suspended_reason": reason, "outbox": [event.model_dump()]}})
+        if result.modified_count:
+            await self._relay([event])
         self.rt.forget_cached()
         self.log.error("account_suspended", account_id=self._job.account_id, reason=reason)
 
     async def _pause_batch(self, batch: Batch, reason: str) -> None:
-        await Batch.get_pymongo_collection().update_one(
-            {"_id": batch.id}, {"$set": {"status": BatchStatus.PAUSED.value, "status_reason": reason}})
+        paused = await pause_batch(self.rt.outbox, batch.id, batch.account_id, reason, epoch_ms(self.rt.clock.now()))
         self.rt.forget_cached()
+        if not paused:
+            return
         self.log.error("batch_paused", batch_id=batch.id, reason=reason)

@@ -10,10 +10,11 @@ import structlog
 
 from actors.clock import Clock, RealClock
 from actors.mailbox import ActorRef
+from speechai.integrations.outbox import Outbox
 from speechai.retell.client import RetellClient
 from speechai.runtime.doc_cache import DocCache
 from speechai.runtime.quota_keeper import QuotaKeeper
-from speechai.store.models import Account, Batch
+from speechai.store.models import Account, Batch, epoch_ms
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Runtime:
     quotas: QuotaKeeper = field(init=False)
     batches: DocCache[Batch] = field(init=False)
     accounts: DocCache[Account] = field(init=False)
+    outbox: Outbox = field(init=False)
     last_webhook_wall: float | None = None  # wall-clock seconds of the last verified webhook
     view_epoch: int = 0  # bumped by every change this instance makes to a batch or account
 
@@ -62,6 +64,7 @@ class Runtime:
         self.quotas = QuotaKeeper(self.instance_id, self.lease_until_ms, self.now_ms)
         self.batches = DocCache(Batch, self.limits.cache_ttl_s)
         self.accounts = DocCache(Account, self.limits.cache_ttl_s)
+        self.outbox = Outbox(lambda: epoch_ms(self.clock.now()))
 
     def webhooks_arriving(self) -> bool:
         last = self.last_webhook_wall

@@ -8,7 +8,7 @@ import signal
 from collections import Counter
 
 ENV = "SPEECHAI_CRASH_POINTS"
-POINTS = ("attempt_written", "call_created", "tracking", "result_written")
+POINTS = ("attempt_written", "call_created", "tracking", "result_written", "outbox_written")
 
 _plan: dict[str, int] = {}
 _hits: Counter[str] = Counter()

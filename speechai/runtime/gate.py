@@ -3,6 +3,7 @@ account's daily limit, the batch's daily quota and the credit reservation, taken
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,6 +16,7 @@ from speechai.domain.outcomes import OutcomeClass
 from speechai.domain.settings import CallSettings
 from speechai.domain.windows import local_date, next_local_midnight
 from speechai.store.accounts import give_back_daily, reserve, take_daily
+from speechai.store.agent_models import AgentUser, HumanCall, HumanCallStatus
 from speechai.store.models import Account, DoNotCall, Job, JobState, Plan, dnc_id
 
 
@@ -47,7 +49,7 @@ class PersonView:
 
 
 async def person_view(job: Job) -> PersonView:
-    """One read of every job of this person in the account.
+    """One read of every job of this person in the account, and one of their calls by human agents.
 
     It also keeps one call at a time per person: every job is marked in flight by its claim before its
     actor reads this, so of two jobs of one person claimed at once, at least one sees the other and
@@ -66,7 +68,37 @@ async def person_view(job: Job) -> PersonView:
                                            answered=a.outcome == OutcomeClass.CONVERSATION.value,
                                            success=bool(a.success)))
                 success = success or bool(a.success)
+    # calls by human agents count as the campaign's own: every one started is a contact attempt
+    if await _has_agents(job.account_id):
+        async for call in HumanCall.find({"person_key": job.person_key, "account_id": job.account_id}):
+            events.append(human_event(call))
+            success = success or call.resolved
+            busy = busy or call.status == HumanCallStatus.IN_PROGRESS
     return PersonView(events, success, busy)
+
+
+AGENTS_TTL_S = 5.0
+_agents_seen: dict[str, tuple[float, bool]] = {}
+
+
+def forget_agents(account_id: str) -> None:
+    _agents_seen.pop(account_id, None)
+
+
+async def _has_agents(account_id: str) -> bool:
+    """Whether the account has human agents (only they make human calls), re-read every few seconds: an
+    account without agents costs no read per dial."""
+    hit = _agents_seen.get(account_id)
+    if hit is not None and time.monotonic() - hit[0] < AGENTS_TTL_S:
+        return hit[1]
+    found = await AgentUser.get_pymongo_collection().find_one({"account_id": account_id}, {"_id": 1}) is not None
+    _agents_seen[account_id] = (time.monotonic(), found)
+    return found
+
+
+def human_event(call: HumanCall) -> ContactEvent:
+    return ContactEvent(at=call.started_at, counted=True, answered=call.status == HumanCallStatus.COMPLETED,
+                        success=call.resolved)
 
 
 async def gate_person(job: Job, settings: CallSettings, now: datetime, view: PersonView | None = None) -> CapVerdict:

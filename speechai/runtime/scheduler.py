@@ -173,7 +173,7 @@ class Scheduler:
         """A call actor of this instance wrote its job's new state: the index follows at once."""
         if job.batch_id in self._loaded:
             self.index.apply({"_id": job.id, "batch_id": job.batch_id, "state": job.state.value,
-                              "next_try_ms": epoch_ms(job.next_try_at)}, WAITING)
+                              "next_try_ms": epoch_ms(job.next_try_at), "priority": job.priority}, WAITING)
 
     # --- recovery ---------------------------------------------------------------------------------
 

@@ -25,9 +25,17 @@ from pymongo.errors import ConnectionFailure
 
 from actors.clock import Clock, RealClock, SimClock
 from actors.supervisor import RestartPolicy, Supervisor
+from speechai.agents.routes import agent_routes
+from speechai.api.integration_routes import integration_routes
+from speechai.api.segment_routes import segment_routes
 from speechai.api.upload import upload_routes
-from speechai.config import Config
+from speechai.config import Config, IntegrationsConfig
 from speechai.dashboard.routes import dashboard_routes
+from speechai.dialing.routes import dialing_routes
+from speechai.domain.delivery_policy import RetryRules
+from speechai.integrations.crm import register_call
+from speechai.integrations.delivery import Deliverer, DeliverySettings
+from speechai.integrations.worker import IntegrationWorker
 from speechai.loader.service import clean_abandoned_loads
 from speechai.observability.metrics import metrics_routes
 from speechai.reports.routes import report_routes
@@ -38,7 +46,7 @@ from speechai.runtime import systemd
 from speechai.runtime.context import Runtime, RuntimeLimits
 from speechai.runtime.control_api import ControlApi
 from speechai.runtime.heartbeat import Heartbeat
-from speechai.runtime.scheduler import Scheduler
+from speechai.runtime.scheduler import Scheduler, Wake
 from speechai.runtime.webhooks import WebhookReceiver
 from speechai.store import accounts, quotas
 from speechai.store.db import connect
@@ -64,6 +72,17 @@ def default_instance_id(data_dir: Path) -> str:
     a digest of the data directory (one instance per data directory: the embedded server locks it)."""
     digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
     return f"{socket.gethostname()}-{digest}"
+
+
+def integrations_worker(rt: Runtime, ic: IntegrationsConfig) -> IntegrationWorker:
+    """Outbound webhooks and the CRM subscriber, fed by the runtime's outbox (docs/integrations.md)."""
+    rules = RetryRules(retry_for_s=ic.retry_for_h * 3600, disable_after_failures=ic.disable_after_failures,
+                       disable_after_s=ic.disable_after_h * 3600)
+    deliverer = Deliverer(rt.outbox.now_ms, DeliverySettings(
+        allow_private_targets=ic.allow_private_targets, timeout_s=ic.delivery_timeout_s,
+        concurrency=ic.delivery_concurrency, rules=rules), handlers={"crm": register_call}, owner=rt.instance_id)
+    rt.outbox.on_new = deliverer.wake
+    return IntegrationWorker(rt.outbox, deliverer, rt.outbox.now_ms)
 
 
 def make_clock(config: Config) -> Clock:
@@ -247,17 +266,26 @@ async def _serve(config: Config, clock: Clock, retell: RetellClient, instance_id
     rt = Runtime(clock=clock, retell=retell, instance_id=instance_id, agent_id=config.retell.agent_id,
                  from_number=config.retell.from_number, limits=limits, done=anyio.Event(),
                  log=log.bind(instance=instance_id), generation=await next_generation(instance_id))
+    ic = config.integrations
     async with Supervisor("calls", logger=rt.log) as calls, Supervisor("root", logger=rt.log) as root:
         scheduler = Scheduler(rt, calls, until_done=until_done)
         api = ControlApi(token=control_token(config.data_dir), scheduler_ref=scheduler.ref,
                          webhooks=WebhookReceiver(rt, api_key), instance_id=instance_id, clock=clock,
                          extra_routes=[*upload_routes(clock=clock, report_dir=config.data_dir / "reports",
-                                                      default_settings=config.call_settings),
+                                                      default_settings=config.call_settings,
+                                                      default_from_number=config.retell.from_number),
                                        *report_routes(clock=clock),
+                                       *segment_routes(scheduler_ref=scheduler.ref),
+                                       *dialing_routes(clock=clock, default_from_number=config.retell.from_number,
+                                                       wake=lambda reason: scheduler.ref.tell_nowait(Wake(reason))),
+                                       *agent_routes(clock=clock),
                                        *metrics_routes(instance_id=instance_id, rt=rt, scheduler=scheduler),
-                                       *dashboard_routes(instance_id=instance_id, clock=clock, scheduler=scheduler)])
+                                       *dashboard_routes(instance_id=instance_id, clock=clock, scheduler=scheduler),
+                                       *integration_routes(clock=clock, outbox=rt.outbox,
+                                                           allow_private_targets=ic.allow_private_targets)])
         await api.start(config.control.host, config.control.port)
         root.start_child("control-api", api.serve_forever)
+        root.start_child("integrations", integrations_worker(rt, ic).run)
         if simulator is not None:
             simulator.webhook_url = f"http://127.0.0.1:{api.port}/webhooks/retell"
         watchdog = systemd.watchdog_interval_s()

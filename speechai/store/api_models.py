@@ -21,6 +21,7 @@ class Role(StrEnum):
     OPERATOR = "operator"  # one account: batches, uploads, settings, do-not-call, job actions
     VIEWER = "viewer"  # one account, read only
     BILLING = "billing"  # one account: balances and top-ups
+    AGENT = "agent"  # a human agent's key: only the agents' routes (docs/agents.md)
 
 
 class ApiKey(Document):

@@ -106,7 +106,7 @@ def transition(job: Job, to_state: JobState, reason: str, at: datetime) -> None:
 
 CLAIMABLE = [s.value for s in CLAIMABLE_STATES]
 # What the due index needs of a waiting job.
-INDEX_FIELDS = {"_id": 1, "batch_id": 1, "state": 1, "next_try_ms": 1, "sync_ms": 1}
+INDEX_FIELDS = {"_id": 1, "batch_id": 1, "state": 1, "next_try_ms": 1, "sync_ms": 1, "priority": 1}
 
 
 def _lease(owner: str, gen: int, until_ms: int, claim: str) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from beanie import Document
 from pydantic import BaseModel, Field, model_validator
 from pymongo import IndexModel
 
+from speechai.domain.events import OutboxItem
+from speechai.domain.segments import SegmentRule
 from speechai.domain.settings import CallSettings
 
 
@@ -89,6 +91,8 @@ class Account(Document):
     predial_on_error: str = "skip"  # "skip" (fail closed: retry later) or "call"
     predial_secret_env: str = "SPEECHAI_PREDIAL_SECRET"  # environment variable holding the signing secret
     predial_skip_delay_min: int = 60
+    # events written with the change that caused them (account.suspended), relayed to the outbox
+    outbox: list[OutboxItem] = Field(default_factory=list)
 
     class Settings:
         name = "accounts"
@@ -114,6 +118,10 @@ class Batch(Document):
     # collection | reminder | survey (existing customers: Chile +56 600) or marketing (+56 809); None = unchecked
     use_case: str | None = None
     agent_split: list[AgentArm] = Field(default_factory=list)  # 2-4 arms; overrides agent_id
+    segments: list[SegmentRule] = Field(default_factory=list)  # ordered, default last (docs/segments.md)
+    # events written with the change that caused them (batch.paused, batch.finished), relayed to the outbox
+    outbox: list[OutboxItem] = Field(default_factory=list)
+    finished_ms: int = 0  # when every job was final (batch.finished sent); 0 while not
 
     class Settings:
         name = "batches"
@@ -128,6 +136,7 @@ class Phone(BaseModel):
     bad: bool = False
     bad_reason: str | None = None
     attempts: int = 0
+    zones: list[str] = Field(default_factory=list)  # possible IANA zones of the number; empty: unknown
 
 
 class Attempt(BaseModel):
@@ -136,6 +145,7 @@ class Attempt(BaseModel):
     attempt_id: str
     phone: str
     created_at: datetime
+    local_zones: list[str] = Field(default_factory=list)  # the zones the window was checked in
     # None = not yet known whether the provider placed it; False = not placed (does not count).
     placed: bool | None = None
     counted: bool = False
@@ -219,9 +229,14 @@ class Job(Document):
     last_reason: str | None = None
     load_id: str | None = None  # set while the loader that wrote it has not committed
     arm: str | None = None  # A/B split: the agent id this person is assigned to
+    segment: str | None = None  # the segment rule this person matched (docs/segments.md)
+    priority: int = 0  # the segment's priority: higher first within the batch's due jobs
     # the last pre-dial eligibility answer: "call", "skip", "exclude" (or the error policy's), and why
     predial_action: str | None = None
     predial_reason: str | None = None
+    # the events of this job's latest checkpoint that caused any: relayed to the outbox right after it,
+    # and again by whoever finds them unrelayed (a restarted actor, the outbox sweep)
+    outbox: list[OutboxItem] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
 
@@ -379,8 +394,10 @@ class InstanceRecord(Document):
         name = "instances"
 
 
+from speechai.store.agent_models import AgentKey, AgentUser, HumanCall  # noqa: E402  (human agents)
 from speechai.store.api_models import ApiKey, AuditEntry  # noqa: E402  (the control API's documents)
+from speechai.store.outbox_models import INTEGRATION_MODELS  # noqa: E402  (outbox, webhooks, CRM)
 
 DOCUMENT_MODELS: list[type[Document]] = [Account, Batch, Job, CallRecord, DoNotCall, WebhookEvent, Quota,
                                           InstanceRecord, DailyCounter, ApiKey, AuditEntry, CallerIdRest,
-                                          DialRate]
+                                          DialRate, AgentUser, AgentKey, HumanCall, *INTEGRATION_MODELS]

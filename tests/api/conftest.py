@@ -13,8 +13,10 @@ from aiohttp import web
 
 from actors.clock import SimClock
 from speechai.api.auth import create_key, requires
+from speechai.api.integration_routes import integration_routes
 from speechai.api.upload import upload_routes
 from speechai.domain.settings import CallSettings
+from speechai.integrations.outbox import Outbox
 from speechai.runtime.control_api import ControlApi
 from speechai.runtime.webhooks import WebhookReceiver
 from speechai.store.api_models import Role
@@ -99,6 +101,7 @@ async def api(db, tmp_path) -> AsyncIterator[Api]:
     receiver = WebhookReceiver(_Clockwork(), API_KEY)  # type: ignore[arg-type]
     clock = SimClock(SUNDAY)
     extra = [*upload_routes(clock=clock, report_dir=tmp_path / "reports"),
+             *integration_routes(clock=clock, outbox=Outbox(lambda: 0), allow_private_targets=False),
              web.get("/extra/{account_id}/thing", declared_extra), web.post("/extra/undeclared", undeclared_extra)]
     control = ControlApi(token=ADMIN_TOKEN, scheduler_ref=wakes, webhooks=receiver, instance_id="api-test",
                          clock=clock, extra_routes=extra, rate_limit_per_s=10_000, rate_limit_burst=10_000,

@@ -76,6 +76,10 @@ async def test_a_dial_failed_storm_pauses_the_batch_and_restores_the_phones(db, 
     assert "of 20 attempts" in batch.status_reason or "attempts in 5 min failed" in batch.status_reason
     paused = [e for e in logs if e["event"] == "batch_paused"]
     assert len(paused) == 1 and paused[0]["failures"] >= 10 and paused[0]["attempts"] >= 20
+    # the pause is an outbox event, written with the pause itself (docs/integrations.md)
+    [event] = batch.outbox
+    assert event.type == "batch.paused"
+    assert event.data == {"batch_id": "b1", "account_id": "acme", "reason": batch.status_reason}
     jobs = await Job.find({"batch_id": "b1"}).to_list()
     assert not [j for j in jobs if j.state == JobState.FAILED]
     assert not [(j.id, p.number) for j in jobs for p in j.phones if p.bad]  # the storm's marks are undone

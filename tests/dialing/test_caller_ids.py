@@ -15,7 +15,6 @@ from actors.clock import SimClock
 from speechai.dialing import caller_ids
 from speechai.dialing.caller_ids import candidates, chile_violations, local_key, person_keys
 from speechai.domain.settings import CallSettings
-from speechai.retell import sim_outcomes
 from speechai.retell.simulator import RetellSimulator
 from speechai.store.models import Account, Batch, BatchStatus, CallerId, CallerIdRest, Job, JobState
 from tests.runtime.harness import API_KEY, Person, make_config, run_campaign, script, seed_batch
@@ -99,11 +98,9 @@ async def test_local_presence_and_daily_caps_per_number(db, mongo_uri, tmp_path)
         assert jobs[d.to_number].attempts[-1].from_number == d.from_number  # recorded on the attempt
 
 
-async def test_a_number_marked_as_spam_is_rested_and_the_person_retried_from_another(db, mongo_uri, tmp_path,
-                                                                                      monkeypatch) -> None:
-    # the simulator learns the carrier's spam verdict as an outcome that never connects
-    monkeypatch.setattr(sim_outcomes, "OUTCOMES", (*sim_outcomes.OUTCOMES, "marked_as_spam"))
-    monkeypatch.setitem(sim_outcomes._NOT_CONNECTED, "marked_as_spam", ("marked_as_spam", (1.0, 2.0)))
+async def test_a_number_marked_as_spam_is_rested_and_the_person_retried_from_another(db, mongo_uri,
+                                                                                      tmp_path) -> None:
+    # the simulator scripts the carrier's spam verdict for p1's first dial (an outcome that never connects)
     clock = SimClock(MONDAY_1000, speed=600)
     p1, p2 = "+56971000001", "+56971000002"
     people = [Person([p1], {p1: ["marked_as_spam", "success"]}), Person([p2], {p2: ["success"]})]

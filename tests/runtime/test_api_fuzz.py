@@ -45,10 +45,19 @@ ROUTES = [
     ("GET", "/jobs"), ("GET", "/jobs/{id}/attempts"), ("POST", "/jobs/{id}/retry"), ("POST", "/jobs/{id}/cancel"),
     ("POST", "/batches"), ("POST", "/batches/{id}/cancel"), ("GET", "/accounts"), ("GET", "/keys"),
     ("POST", "/keys"), ("DELETE", "/keys/{id}"), ("GET", "/audit"),
+    ("GET", "/webhooks/subscriptions"), ("POST", "/webhooks/subscriptions"), ("GET", "/webhooks/subscriptions/{id}"),
+    ("PATCH", "/webhooks/subscriptions/{id}"), ("DELETE", "/webhooks/subscriptions/{id}"),
+    ("POST", "/webhooks/subscriptions/{id}/replay"), ("GET", "/webhooks/deliveries"),
+    ("POST", "/webhooks/deliveries/{id}/replay"), ("GET", "/outbox/events"), ("POST", "/crm/contacts"),
+    ("POST", "/crm/opportunities"), ("GET", "/crm/opportunities"), ("POST", "/agents"), ("GET", "/agents"),
+    ("POST", "/agent-calls"), ("POST", "/agent-calls/{id}/end"), ("GET", "/agent-calls"), ("GET", "/agents/metrics"),
+    ("GET", "/people/{id}/calls"), ("GET", "/batches/{id}/segments"), ("PUT", "/batches/{id}/segments"),
+    ("PATCH", "/batches/{id}/dialing"), ("POST", "/accounts/{id}/paid"),
 ]
 FIELD_NAMES = [*CallSettings.model_fields, "cents", "minutes", "key", "reason", "max_concurrent_calls",
                "daily_call_limit", "event", "call", "call_id", "metadata", "job_id", "limit", "cursor",
-               "force", "role", "account_id", "batch_id", "rows", "name"]
+               "force", "role", "account_id", "batch_id", "rows", "name", "url", "events", "active", "state",
+               "contact_id", "phone", "national_id", "status", "segments", "keys", "caller_ids", "use_case"]
 CSV = b"RUT,Nombre,Monto,Telefono\n11.111.111-1,Ana,1000,+56987654321\n"
 
 # --- strategies -----------------------------------------------------------------------------------

@@ -1,0 +1,336 @@
+"""Control-API routes of the integrations (docs/integrations.md): webhook subscriptions, their deliveries
+(list, replay), the outbox's events, and the CRM's contacts and opportunities.
+
+Every route is scoped like the rest of the API: a key of one account sees only its own (404 otherwise)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from aiohttp import web
+from pydantic import Field, ValidationError
+from pymongo.errors import DuplicateKeyError
+
+from speechai.api import schemas as s
+from speechai.api.audit import note
+from speechai.api.auth import account_scope, ensure_account, principal, requires
+from speechai.api.problems import ApiError, invalid
+from speechai.api.routes import cursor_key, page, parse_query, path_id
+from speechai.domain.events import EVENT_TYPES
+from speechai.integrations.crm import ensure_subscription
+from speechai.integrations.delivery import replay
+from speechai.integrations.outbox import Outbox
+from speechai.integrations.ssrf import TargetRefused, check_url
+from speechai.integrations.subscriptions import check_events, subscribe
+from speechai.loader.normalize import parse_phone, parse_rut
+from speechai.runtime.webhooks import JsonBodyError, parse_json, read_body
+from speechai.store.models import Account
+from speechai.store.outbox_models import (
+    Contact,
+    Delivery,
+    Opportunity,
+    OutboxEvent,
+    Subscription,
+    contact_id,
+)
+
+OPERATOR, VIEWER = s.Role.OPERATOR, s.Role.VIEWER
+DELIVERY_STATES = ("pending", "delivered", "failed", "disabled")
+OPPORTUNITY_STATUSES = ("pending", "assigned", "contacted", "won", "lost", "closed")
+JSON_MAX_BYTES = 64 * 1024
+EventName = Annotated[str, Field(min_length=1, max_length=40)]
+
+
+class SubscriptionCreate(s.Strict):
+    account_id: s.Id
+    url: str = Field(min_length=1, max_length=2048)
+    events: list[EventName] = Field(min_length=1, max_length=len(EVENT_TYPES) + 1)
+    description: str = Field("", max_length=500)
+
+
+class SubscriptionChange(s.Strict):
+    url: str | None = Field(None, min_length=1, max_length=2048)
+    events: list[EventName] | None = Field(None, min_length=1, max_length=len(EVENT_TYPES) + 1)
+    description: str | None = Field(None, max_length=500)
+    active: bool | None = None
+
+
+class DeliveryQuery(s.PageQuery):
+    subscription_id: s.Id
+    state: str | None = Field(None, max_length=20)
+
+
+class ReplayRequest(s.Strict):
+    state: str = Field("failed", max_length=20, description="replay the subscription's deliveries in this state")
+
+
+class ContactCreate(s.Strict):
+    account_id: s.Id
+    name: str = Field("", max_length=300)
+    national_id: str | None = Field(None, max_length=20)
+    phone: str | None = Field(None, max_length=40)
+
+
+class OpportunityCreate(s.Strict):
+    account_id: s.Id
+    contact_id: s.Id
+    title: str = Field("", max_length=300)
+    status: str = Field("pending", max_length=20)
+
+
+class OpportunityQuery(s.PageQuery):
+    contact_id: s.Id
+
+
+def _events(names: list[str]) -> list[str]:
+    try:
+        return check_events(names)
+    except ValueError as exc:
+        raise ApiError(422, f"events: {exc}") from None
+
+
+def _public(sub: dict[str, Any], *, secret: bool = False) -> dict[str, Any]:
+    out = {k: v for k, v in sub.items() if k != "secret"}
+    out["id"] = out.pop("_id")
+    if secret:
+        out["secret"] = sub["secret"]
+    return out
+
+
+def _doc(raw: dict[str, Any]) -> dict[str, Any]:
+    out = dict(raw)
+    out["id"] = str(out.pop("_id"))
+    return out
+
+
+async def _page(model: Any, query: dict[str, Any], q: s.PageQuery, shape: Any,
+                projection: dict[str, int] | None = None) -> web.Response:
+    """One page of ``model``'s documents matching ``query``, by ``_id`` after the cursor."""
+    if (after := cursor_key(q.cursor)) is not None:
+        query = {**query, "_id": {"$gt": after}}
+    rows = await model.get_pymongo_collection().find(query, projection).sort("_id", 1).limit(q.limit + 1).to_list()
+    rows, nxt = page(rows, q.limit, lambda r: r["_id"])
+    return web.json_response({"items": [shape(r) for r in rows], "next_cursor": nxt})
+
+
+def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: bool) -> list[web.RouteDef]:
+    def now_ms() -> int:
+        return int(clock.now().timestamp() * 1000)
+
+    async def body(request: web.Request, model: Any) -> Any:
+        try:
+            value = parse_json(await read_body(request, JSON_MAX_BYTES), int64=False)
+        except JsonBodyError as exc:
+            raise ApiError(400, str(exc)) from None
+        if not isinstance(value, dict):
+            raise ApiError(400, "body must be a JSON object")
+        try:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            raise invalid(exc) from None
+
+    async def own_subscription(request: web.Request) -> dict[str, Any]:
+        sid = path_id(request, "sub_id")
+        raw = await Subscription.get_pymongo_collection().find_one({"_id": sid})
+        if raw is None or not principal(request).sees(raw.get("account_id")):
+            raise ApiError(404, f"no subscription {sid!r}")
+        return raw
+
+    @requires(OPERATOR, VIEWER, account_from="handler")
+    async def list_subscriptions(request: web.Request) -> web.Response:
+        """Page of webhook subscriptions (secrets never shown)."""
+        q = parse_query(request, s.AccountPageQuery)
+        query: dict[str, Any] = {}
+        if (scope := q.account_id or account_scope(request)) is not None:
+            ensure_account(request, scope, f"no account {scope!r}")
+            query["account_id"] = scope
+        return await _page(Subscription, query, q, _public)
+
+    @requires(OPERATOR, account_from="handler")
+    async def create_subscription(request: web.Request) -> web.Response:
+        """Subscribe a URL to events; the signing secret is shown once, in this answer."""
+        req = await body(request, SubscriptionCreate)
+        ensure_account(request, req.account_id, f"no account {req.account_id!r}")
+        if await Account.get(req.account_id) is None:
+            raise ApiError(404, f"no account {req.account_id!r}")
+        _events(req.events)
+        try:
+            sub = await subscribe(req.account_id, req.url, req.events, description=req.description,
+                                  allow_private=allow_private_targets, now_ms=now_ms())
+        except TargetRefused as exc:
+            raise ApiError(422, f"url: {exc}") from None
+        url = sub.url
+        outbox.forget_subscriptions(req.account_id)
+        note(request, "webhook.subscribe", req.account_id, sub.id, after={"url": url, "events": sub.events})
+        return web.json_response(_public(sub.model_dump(by_alias=True, exclude={"revision_id"}), secret=True),
+                                 status=201)
+
+    @requires(OPERATOR, VIEWER, account_from="handler")
+    async def get_subscription(request: web.Request) -> web.Response:
+        """One subscription: state, failures in a row, why it was disabled."""
+        return web.json_response(_public(await own_subscription(request)))
+
+    @requires(OPERATOR, account_from="handler")
+    async def change_subscription(request: web.Request) -> web.Response:
+        """Change url/events/description, or enable (clears its failure run) / disable it."""
+        raw = await own_subscription(request)
+        req = await body(request, SubscriptionChange)
+        change: dict[str, Any] = {}
+        if req.url is not None:
+            try:
+                change["url"] = check_url(req.url, allow_private=allow_private_targets)
+            except TargetRefused as exc:
+                raise ApiError(422, f"url: {exc}") from None
+        if req.events is not None:
+            change["events"] = _events(req.events)
+        if req.description is not None:
+            change["description"] = req.description
+        if req.active is True:
+            change.update(active=True, disabled_reason=None, failures_in_row=0)
+        elif req.active is False:
+            change.update(active=False, disabled_reason=f"disabled by {principal(request).key_id}")
+        if change:
+            await Subscription.get_pymongo_collection().update_one({"_id": raw["_id"]}, {"$set": change})
+            outbox.forget_subscriptions(raw["account_id"])
+        note(request, "webhook.change", raw["account_id"], raw["_id"],
+             before={k: raw.get(k) for k in change}, after=change)
+        return web.json_response(_public({**raw, **change}))
+
+    @requires(OPERATOR, account_from="handler")
+    async def delete_subscription(request: web.Request) -> web.Response:
+        """Remove a subscription; its pending deliveries stop."""
+        raw = await own_subscription(request)
+        await Subscription.get_pymongo_collection().delete_one({"_id": raw["_id"]})
+        await Delivery.get_pymongo_collection().update_many({"subscription_id": raw["_id"], "state": "pending"},
+                                                            {"$set": {"state": "disabled", "next_ms": 0}})
+        outbox.forget_subscriptions(raw["account_id"])
+        note(request, "webhook.delete", raw["account_id"], raw["_id"], before={"url": raw["url"]})
+        return web.json_response(_public(raw))
+
+    @requires(OPERATOR, VIEWER, account_from="handler")
+    async def list_deliveries(request: web.Request) -> web.Response:
+        """Page of a subscription's deliveries with every try's status, latency and error."""
+        q = parse_query(request, DeliveryQuery)
+        raw = await Subscription.get_pymongo_collection().find_one({"_id": q.subscription_id})
+        if raw is None or not principal(request).sees(raw.get("account_id")):
+            raise ApiError(404, f"no subscription {q.subscription_id!r}")
+        query: dict[str, Any] = {"subscription_id": q.subscription_id}
+        if q.state is not None:
+            if q.state not in DELIVERY_STATES:
+                raise ApiError(422, f"state {q.state[:20]!r} is not one of {', '.join(DELIVERY_STATES)}")
+            query["state"] = q.state
+        return await _page(Delivery, query, q, _doc, {"claim": 0, "claim_until_ms": 0, "claim_owner": 0})
+
+    @requires(OPERATOR, account_from="handler")
+    async def replay_delivery(request: web.Request) -> web.Response:
+        """Send one delivery again (any state); earlier tries stay on record."""
+        did = path_id(request, "delivery_id")
+        raw = await Delivery.get_pymongo_collection().find_one({"_id": did}, {"account_id": 1})
+        if raw is None or not principal(request).sees(raw.get("account_id")):
+            raise ApiError(404, f"no delivery {did!r}")
+        n = await replay({"_id": did}, now_ms())
+        note(request, "webhook.replay", raw["account_id"], did)
+        if outbox.on_new is not None:
+            outbox.on_new()
+        return web.json_response({"replayed": n})
+
+    @requires(OPERATOR, account_from="handler")
+    async def replay_subscription(request: web.Request) -> web.Response:
+        """Send again every delivery of a subscription in a state (default: failed)."""
+        raw = await own_subscription(request)
+        req = await body(request, ReplayRequest)
+        if req.state not in DELIVERY_STATES or req.state == "pending":
+            raise ApiError(422, f"state {req.state[:20]!r} is not one of delivered, failed, disabled")
+        if not raw.get("active", True):
+            raise ApiError(409, "the subscription is disabled: enable it first (PATCH active=true)")
+        n = await replay({"subscription_id": raw["_id"], "state": req.state}, now_ms())
+        note(request, "webhook.replay", raw["account_id"], raw["_id"], state=req.state, replayed=n)
+        if outbox.on_new is not None:
+            outbox.on_new()
+        return web.json_response({"replayed": n})
+
+    @requires(OPERATOR, VIEWER, account_from="handler")
+    async def list_events(request: web.Request) -> web.Response:
+        """Page of an account's outbox events (what was or will be delivered)."""
+        q = parse_query(request, s.AccountPageQuery)
+        scope = q.account_id or account_scope(request)
+        if scope is None:
+            raise ApiError(422, "account_id is required with an admin key")
+        ensure_account(request, scope, f"no account {scope!r}")
+        query: dict[str, Any] = {"account_id": scope}
+        return await _page(OutboxEvent, query, q, _doc)
+
+    @requires(OPERATOR, account_from="handler")
+    async def create_contact(request: web.Request) -> web.Response:
+        """A CRM contact, keyed as jobs key people: the RUT, else the phone (E.164)."""
+        req = await body(request, ContactCreate)
+        ensure_account(request, req.account_id, f"no account {req.account_id!r}")
+        rut = phone = None
+        try:
+            rut = parse_rut(req.national_id) if req.national_id else None
+            phone = parse_phone(req.phone, "CL").number if req.phone else None
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
+        key = rut or phone
+        if key is None:
+            raise ApiError(422, "a contact needs national_id (RUT) or phone")
+        cid = contact_id(req.account_id, key)
+        doc = {"_id": cid, "account_id": req.account_id, "key": key, "name": req.name, "national_id": rut,
+               "phone": phone, "created_ms": now_ms()}
+        coll = Contact.get_pymongo_collection()
+        existed = await coll.find_one({"_id": cid})
+        if existed is None:
+            try:
+                await coll.insert_one(doc)
+            except DuplicateKeyError:  # created by a concurrent request
+                existed = await coll.find_one({"_id": cid})
+        await ensure_subscription(req.account_id, now_ms())
+        outbox.forget_subscriptions(req.account_id)
+        note(request, "crm.contact", req.account_id, cid)
+        return web.json_response(_doc(existed or doc), status=200 if existed else 201)
+
+    @requires(OPERATOR, account_from="handler")
+    async def create_opportunity(request: web.Request) -> web.Response:
+        """An opportunity of a contact (its outbound calls become its first-call attempts)."""
+        req = await body(request, OpportunityCreate)
+        ensure_account(request, req.account_id, f"no account {req.account_id!r}")
+        contact = await Contact.get(req.contact_id)
+        if contact is None or contact.account_id != req.account_id:
+            raise ApiError(404, f"no contact {req.contact_id!r}")
+        if req.status not in OPPORTUNITY_STATUSES:
+            raise ApiError(422, f"status {req.status[:20]!r} is not one of {', '.join(OPPORTUNITY_STATUSES)}")
+        opp = Opportunity(id=f"opp_{secrets.token_hex(8)}", account_id=req.account_id, contact_id=req.contact_id,
+                          title=req.title, status=req.status, created_ms=now_ms())
+        await opp.insert()
+        note(request, "crm.opportunity", req.account_id, opp.id)
+        return web.json_response(_doc(opp.model_dump(by_alias=True, exclude={"revision_id"})), status=201)
+
+    @requires(OPERATOR, VIEWER, account_from="handler")
+    async def list_opportunities(request: web.Request) -> web.Response:
+        """A contact's opportunities with their first-call attempts."""
+        q = parse_query(request, OpportunityQuery)
+        contact = await Contact.get(q.contact_id)
+        if contact is None or not principal(request).sees(contact.account_id):
+            raise ApiError(404, f"no contact {q.contact_id!r}")
+        rows = await Opportunity.get_pymongo_collection().find({"contact_id": q.contact_id}).to_list()
+        rows.sort(key=lambda r: r["_id"])
+        if (after := cursor_key(q.cursor)) is not None:
+            rows = [r for r in rows if r["_id"] > after]
+        rows, nxt = page(rows[:q.limit + 1], q.limit, lambda r: r["_id"])
+        return web.json_response({"items": [_doc(r) for r in rows], "next_cursor": nxt})
+
+    return [
+        web.get("/webhooks/subscriptions", list_subscriptions),
+        web.post("/webhooks/subscriptions", create_subscription),
+        web.get("/webhooks/subscriptions/{sub_id}", get_subscription),
+        web.patch("/webhooks/subscriptions/{sub_id}", change_subscription),
+        web.delete("/webhooks/subscriptions/{sub_id}", delete_subscription),
+        web.post("/webhooks/subscriptions/{sub_id}/replay", replay_subscription),
+        web.get("/webhooks/deliveries", list_deliveries),
+        web.post("/webhooks/deliveries/{delivery_id}/replay", replay_delivery),
+        web.get("/outbox/events", list_events),
+        web.post("/crm/contacts", create_contact),
+        web.post("/crm/opportunities", create_opportunity),
+        web.get("/crm/opportunities", list_opportunities),
+    ]

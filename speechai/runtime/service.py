@@ -26,12 +26,12 @@ from pymongo.errors import ConnectionFailure
 from actors.clock import Clock, RealClock, SimClock
 from actors.supervisor import RestartPolicy, Supervisor
 from speechai.agents.routes import agent_routes
+from speechai.api.dialing_routes import dialing_routes
 from speechai.api.integration_routes import integration_routes
 from speechai.api.segment_routes import segment_routes
 from speechai.api.upload import upload_routes
 from speechai.config import Config, IntegrationsConfig
 from speechai.dashboard.routes import dashboard_routes
-from speechai.dialing.routes import dialing_routes
 from speechai.domain.delivery_policy import RetryRules
 from speechai.integrations.crm import register_call
 from speechai.integrations.delivery import Deliverer, DeliverySettings

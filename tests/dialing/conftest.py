@@ -12,8 +12,8 @@ import pytest
 
 from actors.clock import SimClock
 from speechai.api.auth import create_key
+from speechai.api.dialing_routes import dialing_routes
 from speechai.api.upload import upload_routes
-from speechai.dialing.routes import dialing_routes
 from speechai.runtime.control_api import ControlApi
 from speechai.runtime.webhooks import WebhookReceiver
 from speechai.store.api_models import Role

@@ -117,7 +117,7 @@ def _kind(num: phonenumbers.PhoneNumber, region: str, hint: str, ntype: int) -> 
     if ntype == phonenumbers.PhoneNumberType.FIXED_LINE:
         return "landline"
     # Chile's metadata gives FIXED_LINE_OR_MOBILE for every number; its mobiles are the 9xxxxxxxx range.
-    if phonenumbers.region_code_for_number(num) == "CL":
+    if num.country_code == 56:  # (+56 is Chile's alone)
         return "mobile" if str(num.national_number).startswith("9") else "landline"
     return hint
 
@@ -136,9 +136,10 @@ def parse_phone(text: str, region: str, hint: str = "mobile") -> ParsedPhone:
             num = phonenumbers.parse(candidate, region)
         except phonenumbers.NumberParseException:
             continue
-        if phonenumbers.is_valid_number(num):
+        # number_type is the slow part (metadata regexes) and what is_valid_number computes too: once
+        ntype = phonenumbers.number_type(num)
+        if ntype != phonenumbers.PhoneNumberType.UNKNOWN:  # exactly phonenumbers.is_valid_number
             e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
-            ntype = phonenumbers.number_type(num)  # slow (metadata regexes): computed once for both uses
             return ParsedPhone(e164, _kind(num, region, hint, ntype), zones_of_parsed(num, ntype))
     raise ValueError("impossible phone number")
 

@@ -1,7 +1,10 @@
 from datetime import date, datetime
 from decimal import Decimal
 
+import phonenumbers
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from speechai.loader.normalize import (
     header_key,
@@ -101,3 +104,19 @@ def test_header_key_ignores_case_accents_spacing_punctuation() -> None:
     assert header_key("Teléfono móvil") == header_key("TELEFONO_MOVIL") == header_key(" telefono-movil ")
     assert header_key("Días de retraso") == "diasderetraso"
     assert variable_name("Días de retraso") == "dias_de_retraso"
+
+
+@given(st.sampled_from(["56", "1", "7", "44", "34", "54", "800", "882"]),
+       st.text(alphabet="0123456789", min_size=4, max_size=12))
+def test_a_phone_is_accepted_exactly_when_phonenumbers_calls_it_valid(cc: str, rest: str) -> None:
+
+    try:
+        num = phonenumbers.parse(f"+{cc}{rest}", "CL")
+    except phonenumbers.NumberParseException:
+        return
+    try:
+        parse_phone(f"+{cc}{rest}", "CL")
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert accepted == phonenumbers.is_valid_number(num)

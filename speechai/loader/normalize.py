@@ -7,6 +7,7 @@ from openpyxl. Numeric cells are turned into digits without going through ``str(
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ _SCI = re.compile(r"^[+-]?\d+(\.\d+)?[eE][+-]?\d+$")
 # '213731017.0': a float cell written out as text (pandas, a CSV export); never thousands ('1.000').
 _FLOAT_TEXT = re.compile(r"^(\d+)\.0{1,2}$")
 _PHONE_SPLIT = re.compile(r"[/;,|]|\s+[yo]\s+")
+_NOT_WORD = re.compile(r"[^\w]+")
+_CURRENCY = re.compile(r"[\s$€]|CLP|USD", re.IGNORECASE)
+_AMOUNT_TEXT = re.compile(r"[\d.,]+")
 
 
 def header_key(header: object) -> str:
@@ -77,11 +81,12 @@ def _integral_digits(value: object) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=65536)  # a person's name repeats on each of their instalment rows
 def name_key(name: str) -> str:
     """A name without case, accents, punctuation or extra spaces: 'DÍAZ,  ana' == 'Diaz ana'."""
     text = unicodedata.normalize("NFKD", name)
     text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
-    return " ".join(re.sub(r"[^\w]+", " ", text).split())
+    return " ".join(_NOT_WORD.sub(" ", text).split())
 
 
 def clean_name(value: object) -> str:
@@ -163,10 +168,10 @@ def parse_amount(value: object) -> Decimal:
     if isinstance(value, int | float | Decimal):
         amount = Decimal(str(value))
     else:
-        text = re.sub(r"[\s$€]|CLP|USD", "", str(value), flags=re.IGNORECASE)
+        text = _CURRENCY.sub("", str(value))
         negative = text.startswith("-") or (text.startswith("(") and text.endswith(")"))
         text = text.strip("-()")
-        if not re.fullmatch(r"[\d.,]+", text or "x"):
+        if not _AMOUNT_TEXT.fullmatch(text or "x"):
             raise ValueError(f"not an amount: {value!r}")
         text = _decimal_text(text)
         try:

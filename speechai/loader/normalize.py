@@ -26,6 +26,8 @@ _SCI = re.compile(r"^[+-]?\d+(\.\d+)?[eE][+-]?\d+$")
 _FLOAT_TEXT = re.compile(r"^(\d+)\.0{1,2}$")
 _PHONE_SPLIT = re.compile(r"[/;,|]|\s+[yo]\s+")
 _NOT_WORD = re.compile(r"[^\w]+")
+_NOT_DIGIT = re.compile(r"\D")
+_CL_PLAIN = re.compile(r"\+?[\d\s().-]+")  # digits and the separators people type, nothing else
 _CURRENCY = re.compile(r"[\s$€]|CLP|USD", re.IGNORECASE)
 _AMOUNT_TEXT = re.compile(r"[\d.,]+")
 
@@ -127,12 +129,37 @@ def _kind(num: phonenumbers.PhoneNumber, region: str, hint: str, ntype: int) -> 
     return hint
 
 
+def _chile_fast(raw: str, digits: str, hint: str) -> ParsedPhone | None:
+    """The common Chilean spellings ('9 8487 6639', '+56 9 8487-6639', '56984876639') without the
+    library's general parser, the slowest part of a load; None when the number is not such a valid one
+    (the general path then decides, so results never differ: tests/loader/test_loader_normalize.py)."""
+    if not _CL_PLAIN.fullmatch(raw):
+        return None
+    if len(digits) == 11 and digits.startswith("56"):
+        digits = digits[2:]
+    elif raw.startswith("+"):
+        return None  # '+800 …' is another country's (or no country's) number
+    if len(digits) != 9 or digits[0] == "0":
+        return None
+    num = phonenumbers.PhoneNumber(country_code=56, national_number=int(digits))
+    ntype = phonenumbers.number_type(num)
+    if ntype == phonenumbers.PhoneNumberType.UNKNOWN:  # for +56 nine-digit numbers: is_valid_number
+        return None
+    return ParsedPhone(f"+56{digits}", _kind(num, "CL", hint, ntype), zones_of_parsed(num, ntype))
+
+
 def parse_phone(text: str, region: str, hint: str = "mobile") -> ParsedPhone:
     """One phone to E.164. Tolerates spaces, dashes, dots, parentheses and a missing '+'."""
     raw = text.strip()
-    digits = re.sub(r"\D", "", raw)
+    digits = _NOT_DIGIT.sub("", raw)
     if not digits:
         raise ValueError("not a phone number")
+    if region == "CL" and (fast := _chile_fast(raw, digits, hint)) is not None:
+        return fast
+    return _parse_general(raw, digits, region, hint)
+
+
+def _parse_general(raw: str, digits: str, region: str, hint: str) -> ParsedPhone:
     candidates = [raw]
     if not raw.startswith("+"):
         candidates.append("+" + digits)  # '56984876639': country code written without '+'
@@ -141,10 +168,9 @@ def parse_phone(text: str, region: str, hint: str = "mobile") -> ParsedPhone:
             num = phonenumbers.parse(candidate, region)
         except phonenumbers.NumberParseException:
             continue
-        # number_type is the slow part (metadata regexes) and what is_valid_number computes too: once
-        ntype = phonenumbers.number_type(num)
-        if ntype != phonenumbers.PhoneNumberType.UNKNOWN:  # exactly phonenumbers.is_valid_number
+        if phonenumbers.is_valid_number(num):
             e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+            ntype = phonenumbers.number_type(num)  # slow (metadata regexes): computed once for both uses
             return ParsedPhone(e164, _kind(num, region, hint, ntype), zones_of_parsed(num, ntype))
     raise ValueError("impossible phone number")
 

@@ -56,7 +56,7 @@ READERS = ("openpyxl", "calamine")
 DEFAULT_READER = "calamine"
 # calamine holds what it parses whole (sparse cells, then the dense grid, then Python lists): an .xlsx sheet is
 # given to it in chunks of whole rows spanning at most this many grid cells (or bytes of XML) at a time.
-CHUNK_CELLS = 150_000
+CHUNK_CELLS = 220_000
 CHUNK_BYTES = 16 * 2**20
 Row = tuple[object, ...]
 # What openpyxl and zipfile raise on a malformed package or XML (truncated, wrong types, bad references).

@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import phonenumbers
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from speechai.loader.normalize import (
@@ -120,3 +120,36 @@ def test_a_phone_is_accepted_exactly_when_phonenumbers_calls_it_valid(cc: str, r
     except ValueError:
         accepted = False
     assert accepted == phonenumbers.is_valid_number(num)
+
+
+_SEPARATORS = st.sampled_from(["", " ", "-", ".", "(", ")", "  "])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from(["", "+", "56", "+56", "+56 ", "56 ", "0", "+1", "00", "+800", "+5", "+569", "9", "2"]),
+       st.lists(st.tuples(st.text(alphabet="0123456789", min_size=1, max_size=4), _SEPARATORS), min_size=1,
+                max_size=5),
+       st.sampled_from(["mobile", "landline"]))
+def test_the_chilean_fast_path_gives_what_the_general_parser_gives(prefix: str, parts, hint: str) -> None:
+    from speechai.loader.normalize import _parse_general
+
+    text = prefix + "".join(d + sep for d, sep in parts)
+    raw = text.strip()
+    digits = "".join(c for c in raw if c.isdigit())
+    if not digits:
+        return
+    try:
+        expected = _parse_general(raw, digits, "CL", hint)
+    except ValueError:
+        expected = None
+    try:
+        got = parse_phone(text, "CL", hint)
+    except ValueError:
+        got = None
+    assert got == expected, text
+
+
+def test_a_plus_means_the_country_code_follows() -> None:
+    assert parse_phone("+800 0000 0000", "CL").number == "+80000000000"  # international freephone, not +56
+    assert parse_phone("800000000", "CL").number == "+56800000000"  # a Chilean 800 number
+    assert parse_phone("+56 9 6123 4567", "CL") == parse_phone("961234567", "CL") == parse_phone("56961234567", "CL")

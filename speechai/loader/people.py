@@ -188,10 +188,11 @@ def _cell(values: tuple[object, ...], index: int | None) -> object:
 def _too_long(cols: ColumnMap, used: list[int], row_no: int, values: tuple[object, ...],
               limit: int) -> dict[int, RowError]:
     """The used cells of a row over the length limit, by column index."""
-    errors = {}
+    errors: dict[int, RowError] = {}
+    n = len(values)
     for i in used:
-        value = _cell(values, i)
-        if isinstance(value, str) and len(value) > limit:
+        value = values[i] if i < n else None
+        if type(value) is str and len(value) > limit:
             errors[i] = RowError(row_no, cols.header(i), value[:_SHOWN_CHARS] + "…", Reason.TOO_LONG,
                                  f"{len(value):,} characters; the limit is {limit:,} per field")
     return errors

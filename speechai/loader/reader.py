@@ -298,8 +298,11 @@ def _book_parts(archive: GuardedZip) -> _Book | None:
 
 
 def _typed_row(values: list[object], left: Row) -> Row:
-    # Strings are most cells: kept as they are ('' is calamine's empty cell); the rest typed as openpyxl does.
-    return left + tuple([(v or None) if type(v) is str else _calamine_value(v) for v in values])
+    # Strings are most cells: kept as they are ('' is calamine's empty cell); whole floats (the next most
+    # common) become ints as openpyxl gives them; the rest typed by _calamine_value.
+    return left + tuple([(v or None) if type(v) is str
+                         else int(v) if type(v) is float and v.is_integer() and -2**53 < v < 2**53  # type: ignore[operator]
+                         else _calamine_value(v) for v in values])
 
 
 def _chunked_rows(archive: GuardedZip, book: _Book, name: str, extent: SheetExtent, file_name: str,

@@ -107,6 +107,14 @@ class _GuardedPart(io.RawIOBase):
 
     def _count_tags(self, data: bytes) -> None:
         # A row tag split across two chunks is missed: that row then counts as longer, never shorter.
+        total = data.count(b"<")
+        if self._tags + total <= self._budget.limits.max_tags_per_row:
+            # No row of this block can pass the limit: only what follows its last row tag is carried on,
+            # counted from the last unprefixed one found (from an earlier place, or the block's start,
+            # when the last is prefixed: never fewer than the row really has).
+            last = _last_row_tag(data)
+            self._tags = data.count(b"<", last + 1) if last >= 0 else self._tags + total
+            return
         start = 0
         for m in _ROW_NAME.finditer(data):
             lt = data.rfind(b"<", max(start, m.start() - 64), m.start())
@@ -123,6 +131,19 @@ class _GuardedPart(io.RawIOBase):
         if self._tags > limit:
             raise LimitError(f"{self._budget.file_name}: a row of {self._part} has more than {limit:,} tags "
                              "(the loader's limit; Excel allows 16,384 columns)")
+
+
+def _last_row_tag(data: bytes) -> int:
+    """Index of the '<' of the block's last unprefixed row tag (opening or closing); -1 if none."""
+    best = -1
+    for tag in (b"<row", b"</row"):
+        end = len(data)
+        while (i := data.rfind(tag, 0, end)) >= 0:
+            if data[i + len(tag): i + len(tag) + 1] in (b" ", b"\t", b"\r", b"\n", b"/", b">"):
+                best = max(best, i)
+                break
+            end = i
+    return best
 
 
 class GuardedZip(zipfile.ZipFile):

@@ -92,6 +92,14 @@ async def undeclared_extra(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def add_keys(tokens: dict[str, str], account: str, roles: tuple[Role, ...], now: datetime) -> None:
+    """A key of each role for ``account``, its token kept as ``tokens["<account>:<role>"]``."""
+    for role in roles:
+        _, token = await create_key(role=role, account_id=account, name=f"{account} {role.value}",
+                                    created_by="test", now=now)
+        tokens[f"{account}:{role.value}"] = token
+
+
 @pytest.fixture
 async def api(db, tmp_path) -> AsyncIterator[Api]:
     """Accounts ``acme`` (batch a1) and ``beta`` (batch b1), 4 jobs each in varied states, a key of every
@@ -110,10 +118,7 @@ async def api(db, tmp_path) -> AsyncIterator[Api]:
     out = Api(f"http://127.0.0.1:{control.port}", control, wakes)
     for account, batch in (("acme", "a1"), ("beta", "b1")):
         out.jobs[account] = await seed(account, batch, 4, states)
-        for role in (Role.OPERATOR, Role.VIEWER, Role.BILLING):
-            _, token = await create_key(role=role, account_id=account, name=f"{account} {role.value}",
-                                        created_by="test", now=SUNDAY)
-            out.tokens[f"{account}:{role.value}"] = token
+        await add_keys(out.tokens, account, (Role.OPERATOR, Role.VIEWER, Role.BILLING), SUNDAY)
     # served by the site start() bound; serve_forever's periodic work is driven by the tests themselves
     try:
         yield out

@@ -11,14 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from actors.clock import SimClock
-from speechai.api.auth import create_key
 from speechai.api.dialing_routes import dialing_routes
 from speechai.api.upload import upload_routes
 from speechai.runtime.control_api import ControlApi
 from speechai.runtime.webhooks import WebhookReceiver
 from speechai.store.api_models import Role
 from speechai.store.models import Account
-from tests.api.conftest import ADMIN_TOKEN, Api, Wakes, _Clockwork
+from tests.api.conftest import ADMIN_TOKEN, Api, Wakes, _Clockwork, add_keys
 from tests.runtime.harness import API_KEY
 
 SCL = ZoneInfo("America/Santiago")
@@ -42,10 +41,7 @@ async def dialing_api(db, tmp_path) -> AsyncIterator[Api]:
     out = Api(f"http://127.0.0.1:{control.port}", control, wakes)
     for account in ("acme", "beta"):
         await Account(id=account).insert()
-        for role in (Role.OPERATOR, Role.VIEWER):
-            _, token = await create_key(role=role, account_id=account, name=f"{account} {role.value}",
-                                        created_by="test", now=MONDAY_0900)
-            out.tokens[f"{account}:{role.value}"] = token
+        await add_keys(out.tokens, account, (Role.OPERATOR, Role.VIEWER), MONDAY_0900)
     try:
         yield out
     finally:

@@ -4,24 +4,21 @@ every event its signed delivery, and the contact's opportunity gets the calls as
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import time
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import anyio
-import pytest
 
-from actors.clock import SimClock
 from speechai.domain.settings import CallSettings, HourRange, RetryDelays
-from speechai.retell.simulator import RetellSimulator
 from speechai.runtime.service import control_token
 from speechai.store.models import Job, JobState
 from speechai.store.outbox_models import Delivery, Opportunity, OutboxEvent
 from tests.integrations.receiver import Receiver
-from tests.runtime.harness import API_KEY, Person, make_config, run_campaign, script, seed_batch
+from tests.runtime.harness import Person, make_config, run_campaign, script, seed_batch
+from tests.runtime.test_campaign_e2e import MONDAY_0850, sim, sim_clock  # noqa: F401  (the same campaign clock)
 
 SCL = ZoneInfo("America/Santiago")
-MONDAY_0850 = datetime(2026, 3, 2, 8, 50, tzinfo=SCL)
 SETTINGS = CallSettings(max_attempts=3, allowed_hours=[HourRange(start=time(9), end=time(19))],
                         days_of_week=[1, 2, 3, 4, 5], holidays_country=None,
                         retry_delay_min=RetryDelays(no_answer=30, voicemail=30, conversation=60, provider_error=10,
@@ -33,18 +30,8 @@ PEOPLE = [
 ]
 
 
-@pytest.fixture
-async def sim_clock():
-    return SimClock(MONDAY_0850, speed=600)
 
-
-@pytest.fixture
-async def sim(sim_clock):
-    async with RetellSimulator(api_key=API_KEY, clock=sim_clock, seed=3) as s:
-        yield s
-
-
-async def test_events_deliveries_and_crm_attempts(db, mongo_uri, tmp_path, sim, sim_clock) -> None:
+async def test_events_deliveries_and_crm_attempts(db, mongo_uri, tmp_path, sim, sim_clock) -> None:  # noqa: F811
     script(sim, PEOPLE)
     jobs = await seed_batch("b1", PEOPLE, SETTINGS, MONDAY_0850)
     config = make_config(db, mongo_uri, tmp_path)

@@ -191,7 +191,7 @@ class CallActor:
             await self._release(JobState.RETRY, f"account at its limit of {account.max_concurrent_calls} "
                                                 f"concurrent calls; next try {at.isoformat()}", at)
             return None
-        person = await person_view(job)
+        person = await person_view(job, now)
         if person.busy:
             at = next_dialable(settings, now + timedelta(minutes=max(1, settings.retry_delay_min.capacity)))
             await self._release(JobState.RETRY, f"another call to this person is in progress; next try "

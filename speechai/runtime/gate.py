@@ -48,8 +48,15 @@ class PersonView:
     busy: bool
 
 
-async def person_view(job: Job) -> PersonView:
+# A human agent's call still "in progress" after this long was never ended: it stops keeping the person busy
+# (it still counts as an attempt).
+HUMAN_CALL_MAX_S = 4 * 3600
+
+
+async def person_view(job: Job, now: datetime | None = None) -> PersonView:
     """One read of every job of this person in the account, and one of their calls by human agents.
+    ``now`` (business time): an agent's call left in progress longer than ``HUMAN_CALL_MAX_S`` before it
+    no longer makes the person busy.
 
     It also keeps one call at a time per person: every job is marked in flight by its claim before its
     actor reads this, so of two jobs of one person claimed at once, at least one sees the other and
@@ -73,7 +80,8 @@ async def person_view(job: Job) -> PersonView:
         async for call in HumanCall.find({"person_key": job.person_key, "account_id": job.account_id}):
             events.append(human_event(call))
             success = success or call.resolved
-            busy = busy or call.status == HumanCallStatus.IN_PROGRESS
+            busy = busy or (call.status == HumanCallStatus.IN_PROGRESS and (
+                now is None or (now - call.started_at).total_seconds() < HUMAN_CALL_MAX_S))
     return PersonView(events, success, busy)
 
 
@@ -102,7 +110,7 @@ def human_event(call: HumanCall) -> ContactEvent:
 
 
 async def gate_person(job: Job, settings: CallSettings, now: datetime, view: PersonView | None = None) -> CapVerdict:
-    view = view or await person_view(job)
+    view = view or await person_view(job, now)
     return check_person_caps(view.events, policy_for(settings), now=now, tz=settings.tz,
                              do_not_call=await is_do_not_call(job), has_success=view.has_success)
 

@@ -40,6 +40,19 @@ async def test_a_person_called_by_an_agent_today_is_not_dialed_again(agents_api:
     assert (await gate_person(job, DAILY_ONE, MONDAY + timedelta(days=1))).allowed
 
 
+async def test_a_call_an_agent_never_ended_stops_keeping_the_person_busy(agents_api: AgentsApi) -> None:
+    api = agents_api
+    job = await _job()
+    await api.start("ana", PHONE)  # never ended
+    started = api.clock.now()
+    assert (await person_view(job, started + timedelta(hours=3, minutes=59))).busy
+    later = started + timedelta(hours=4)
+    assert not (await person_view(job, later)).busy
+    # it still counts as the day's attempt
+    verdict = await gate_person(job, DAILY_ONE, later)
+    assert not verdict.allowed and verdict.reason == "1 calls today (limit 1 a day)"
+
+
 async def test_another_accounts_agent_calls_do_not_count(agents_api: AgentsApi) -> None:
     api = agents_api
     job = await _job()

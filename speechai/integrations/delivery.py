@@ -71,9 +71,11 @@ class Deliverer:
 
     def __init__(self, now_ms: Callable[[], int], settings: DeliverySettings | None = None, *,
                  handlers: dict[str, Handler] | None = None, rng: random.Random | None = None,
-                 owner: str = "") -> None:
+                 owner: str = "", wall_now: Callable[[], datetime] | None = None) -> None:
         self.now_ms = now_ms
         self.owner = owner
+        # the signature's timestamp is wall-clock time: receivers check it against their own clock
+        self.wall_now = wall_now or (lambda: datetime.now(UTC))
         self.settings = settings or DeliverySettings()
         self.handlers = handlers or {}
         self.rng = rng or random.Random()
@@ -185,7 +187,7 @@ class Deliverer:
             return None, str(exc)
         assert self._http is not None
         body = body_of(event)
-        headers = signed_headers(sub.secret, event["_id"], body, datetime.now(UTC))  # receivers check wall time
+        headers = signed_headers(sub.secret, event["_id"], body, self.wall_now())
         try:
             with anyio.fail_after(self.settings.timeout_s):
                 async with self._http.post(sub.url, data=body.encode(), headers=headers,

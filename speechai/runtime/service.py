@@ -78,9 +78,10 @@ def integrations_worker(rt: Runtime, ic: IntegrationsConfig) -> IntegrationWorke
     """Outbound webhooks and the CRM subscriber, fed by the runtime's outbox (docs/integrations.md)."""
     rules = RetryRules(retry_for_s=ic.retry_for_h * 3600, disable_after_failures=ic.disable_after_failures,
                        disable_after_s=ic.disable_after_h * 3600)
-    deliverer = Deliverer(rt.outbox.now_ms, DeliverySettings(
-        allow_private_targets=ic.allow_private_targets, timeout_s=ic.delivery_timeout_s,
-        concurrency=ic.delivery_concurrency, rules=rules), handlers={"crm": register_call}, owner=rt.instance_id)
+    settings = DeliverySettings(allow_private_targets=ic.allow_private_targets, timeout_s=ic.delivery_timeout_s,
+                                concurrency=ic.delivery_concurrency, rules=rules)
+    deliverer = Deliverer(rt.outbox.now_ms, settings, handlers={"crm": register_call}, owner=rt.instance_id,
+                          wall_now=rt.wall.now)
     rt.outbox.on_new = deliverer.wake
     return IntegrationWorker(rt.outbox, deliverer, rt.outbox.now_ms)
 

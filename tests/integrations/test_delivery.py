@@ -178,3 +178,18 @@ async def test_built_in_subscriber_failure_is_retried(db) -> None:
     clock.ms = dl.next_ms
     await run_step(d)
     assert (await Delivery.get(dl.id)).state == "delivered" and calls == [item(1).id] * 2
+
+
+async def test_the_signature_carries_the_wall_clock_the_receiver_checks(db) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    clock = Clock()
+    async with Receiver(secret=SECRET) as rx:
+        await subscribe(rx.url)
+        await Outbox(clock).relay([item(1)])
+        stale = Deliverer(clock, DeliverySettings(allow_private_targets=True), rng=random.Random(1),
+                          wall_now=lambda: datetime.now(UTC) - timedelta(hours=1))
+        await run_step(stale)
+    # an hour-old timestamp fails the package's verifier (its tolerance is 5 minutes): refused, retried later
+    assert [(r.verified, r.status) for r in rx.got] == [(False, 401)]
+    assert (await Delivery.get(f"{item(1).id}>sub_1")).state == "pending"

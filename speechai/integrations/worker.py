@@ -3,6 +3,7 @@ records ``batch.finished`` once every job of an active batch is final."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import anyio
@@ -50,10 +51,14 @@ async def finish_batches(outbox: Outbox, now_ms: int) -> list[str]:
 
 class IntegrationWorker:
     def __init__(self, outbox: Outbox, deliverer: Deliverer, now_ms: Callable[[], int], *,
-                 sweep_every_s: float = 5.0, on_batch_finished: Callable[[], None] | None = None) -> None:
+                 watch_every_s: float = 5.0, sweep_every_s: float = 30.0,
+                 on_batch_finished: Callable[[], None] | None = None) -> None:
         self.outbox = outbox
         self.deliverer = deliverer
         self.now_ms = now_ms
+        self.watch_every_s = watch_every_s
+        # Relays fail only when a process dies between a write and its relay (or the database is away): the
+        # sweep, which rereads the last two minutes of job writes each time, need not run often.
         self.sweep_every_s = sweep_every_s
         self.on_batch_finished = on_batch_finished
 
@@ -63,11 +68,14 @@ class IntegrationWorker:
             tg.start_soon(self._watch)
 
     async def _watch(self) -> None:
+        next_sweep = 0.0  # at start at once: what an earlier process left
         while True:
             try:
-                await self.outbox.sweep()
+                if time.monotonic() >= next_sweep:
+                    await self.outbox.sweep()
+                    next_sweep = time.monotonic() + self.sweep_every_s
                 if await finish_batches(self.outbox, self.now_ms()) and self.on_batch_finished is not None:
                     self.on_batch_finished()
             except ConnectionFailure as exc:
                 log.warning("outbox_sweep_waiting_for_database", error=str(exc))
-            await anyio.sleep(self.sweep_every_s)
+            await anyio.sleep(self.watch_every_s)

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from speechai.reports.segments import COLUMNS as SEGMENT_COLUMNS
 from speechai.reports.segments import SegmentFigures
+from speechai.reports.values import cents
 from speechai.store.models import Batch, DoNotCall, Job, JobState
 
 CENTS_PLACES = Decimal("0.0001")
@@ -89,13 +90,6 @@ class Report:
 
     def section(self, key: str) -> Section:
         return self.sections[key]
-
-
-def cents(value: Any) -> Decimal:
-    """A stored cost as an exact decimal: the float's shortest repr is the number the provider sent."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return Decimal(0)
-    return Decimal(repr(float(value))) if isinstance(value, float) else Decimal(value)
 
 
 def ratio(part: int | Decimal, whole: int | Decimal, places: Decimal = RATE_PLACES) -> Decimal | None:

@@ -11,14 +11,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from speechai.reports.values import cents
+
 COLUMNS = [("batch", "text"), ("segment", "text"), ("people", "int"), ("calls", "int"), ("contacts", "int"),
            ("successes", "int"), ("people_with_success", "int"), ("cost_cents", "cents")]
-
-
-def _cents(value: Any) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return Decimal(0)
-    return Decimal(repr(float(value))) if isinstance(value, float) else Decimal(value)
 
 
 @dataclass
@@ -44,7 +40,7 @@ class SegmentFigures:
         row.contacts += sum(a.get("outcome") == "conversation" for a in placed)
         row.successes += sum(a.get("success") is True for a in placed)
         row.people_with_success += any(a.get("success") is True for a in placed)
-        row.cost += sum((_cents(a.get("cost_cents")) for a in placed), Decimal(0))
+        row.cost += sum((cents(a.get("cost_cents")) for a in placed), Decimal(0))
 
     def table(self) -> list[list[Any]]:
         """Rows in ``COLUMNS`` order, by batch then segment; batches without segments left out."""

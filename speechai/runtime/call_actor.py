@@ -32,7 +32,6 @@ from speechai.domain.phones import next_usable_phone
 from speechai.domain.settings import CallSettings
 from speechai.domain.windows import SCAN_DAYS, is_dialable_in, next_dialable, next_dialable_in
 from speechai.domain.zones import attempt_zones, dial_zones, next_open_in, phone_zones, push_into_zones
-from speechai.integrations.outbox import pause_batch
 from speechai.retell import errors as rerr
 from speechai.runtime import job_events
 from speechai.runtime.context import Runtime
@@ -619,8 +618,4 @@ class CallActor:
         self.log.error("account_suspended", account_id=self._job.account_id, reason=reason)
 
     async def _pause_batch(self, batch: Batch, reason: str) -> None:
-        paused = await pause_batch(self.rt.outbox, batch.id, batch.account_id, reason, epoch_ms(self.rt.clock.now()))
-        self.rt.forget_cached()
-        if not paused:
-            return
-        self.log.error("batch_paused", batch_id=batch.id, reason=reason)
+        await dialing.pause_batch(self.rt, batch.id, reason)  # with its batch.paused event

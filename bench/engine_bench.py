@@ -264,6 +264,7 @@ class Env:
             "[mongo]", f"database = {toml_value(DATABASE)}",
             "[retell]", 'agent_id = "agent_bench"', 'from_number = "+566001234567"', "timeout_s = 15",
             "[runtime]", 'clock = "real"', f"lease_ttl_s = {toml_value(self.args.lease_ttl_s)}",
+            *([f"ready_ahead = {self.args.ready_ahead}"] if self.args.ready_ahead is not None else []),
             "[logging]", f"level = {toml_value(self.args.log_level)}", 'format = "json"',
             f"file = {toml_value(str(self.root / 'runtime.jsonl'))}",
             "[[batches]]", f"file = {toml_value(str(csv))}", f"account = {toml_value(ACCOUNT)}",
@@ -870,6 +871,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--long-call-s", type=float, default=3600.0, help="talk time of the ramp's long calls")
     ap.add_argument("--hold-s", type=float, default=10.0, help="time N calls are held in flight while measuring")
     ap.add_argument("--lease-ttl-s", type=float, default=30.0, help="runtime.lease_ttl_s (config default 30)")
+    ap.add_argument("--ready-ahead", type=int, default=None,
+                    help="runtime.ready_ahead: jobs claimed ahead of a free line (default: the config's)")
     ap.add_argument("--ramp-timeout-s", type=float, default=120.0)
     ap.add_argument("--readopt-timeout-s", type=float, default=60.0, help="beyond one lease TTL")
     ap.add_argument("--claim-timeout-s", type=float, default=120.0)

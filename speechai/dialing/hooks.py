@@ -25,7 +25,7 @@ from speechai.domain.settings import CallSettings
 from speechai.domain.windows import fmt_local, local_date, next_dialable, next_local_midnight
 from speechai.integrations.outbox import pause_batch as outbox_pause
 from speechai.store import accounts as account_store
-from speechai.store.jobs import LostOwnership, checkpoint, transition
+from speechai.store.jobs import LostOwnership, checkpoint, dial_pending, transition
 from speechai.store.models import Account, Attempt, Batch, CallerId, Job, JobState, epoch_ms
 
 RESTORE_WAIT_S = 10.0  # real seconds to wait for storm jobs still in flight before giving up restoring them
@@ -248,9 +248,12 @@ async def restore_storm(rt: Any, jobs: dict[str, set[str]]) -> tuple[int, list[s
                 if job is None:
                     del pending[jid]
                     continue
-                if job.state == JobState.IN_FLIGHT:
+                if job.state == JobState.IN_FLIGHT and not dial_pending(job):
                     continue
                 if _restore_phones(job, pending[jid]):
+                    if dial_pending(job):  # held by an actor that has not dialed: it lets go
+                        transition(job, JobState.RETRY, "phones restored after a failure storm", rt.clock.now())
+                        job.lease, job.next_try_at = None, rt.clock.now()
                     if job.state == JobState.FAILED:
                         now = rt.clock.now()
                         transition(job, JobState.RETRY, "phones restored after a failure storm", now)

@@ -22,12 +22,14 @@ from datetime import datetime
 import anyio
 from pymongo.errors import DuplicateKeyError
 
-from speechai.store.jobs import LostOwnership, checkpoint, transition
+from speechai.store.jobs import LostOwnership, checkpoint, dial_pending, transition
 from speechai.store.models import DoNotCall, Job, JobState
 
 PAID = "paid"
 WAITING = (JobState.PENDING, JobState.RETRY, JobState.SUSPENDED)
-MAX_KEYS = 100_000  # one list; a larger one is sent in parts
+# One list; a larger one is sent in parts. Each key is one indexed read: 10,000 take seconds, well inside
+# a request's time limit.
+MAX_KEYS = 10_000
 READS_AT_ONCE = 16
 MAX_TRIES = 5  # re-reads of a job that moved while it was being stopped
 
@@ -125,11 +127,12 @@ async def _list_do_not_call(account_id: str, keys: Iterable[str], now: datetime)
 async def _stop(job: Job, now: datetime) -> str:
     """``stopped``, ``live`` or ``already_final``: the job excluded if it is waiting."""
     for _ in range(MAX_TRIES):
-        if job.state == JobState.IN_FLIGHT:
+        if job.state == JobState.IN_FLIGHT and not dial_pending(job):
             return "live"
-        if job.state not in WAITING:
+        if job.state not in WAITING and not dial_pending(job):
             return "already_final"
         transition(job, JobState.EXCLUDED, PAID, now)
+        job.lease = None  # a holder that has not dialed lets go at its next write
         try:
             await checkpoint(job)
             return "stopped"

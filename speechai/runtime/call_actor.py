@@ -17,6 +17,7 @@ import anyio
 from pymongo.errors import ConnectionFailure
 
 from actors.mailbox import Mailbox
+from actors.ticket import Ticket
 from speechai.dialing import hooks as dialing
 from speechai.domain.credits import settle
 from speechai.domain.decision import NextStep, decide_next, step_for_caps
@@ -36,7 +37,15 @@ from speechai.retell import errors as rerr
 from speechai.runtime import job_events
 from speechai.runtime.context import Runtime
 from speechai.runtime.faults import crash_point
-from speechai.runtime.gate import Admission, Refusal, add_do_not_call, admit, gate_person, person_view
+from speechai.runtime.gate import (
+    Admission,
+    Refusal,
+    add_do_not_call,
+    admit,
+    gate_person,
+    is_do_not_call,
+    person_view,
+)
 from speechai.runtime.segment_settings import settings_for, variables_for
 from speechai.store import accounts
 from speechai.store.jobs import LostOwnership, checkpoint, save_call_payload, transition
@@ -54,6 +63,8 @@ from speechai.store.models import (
 )
 
 FINAL_CALL_STATUSES = {"ended", "not_connected", "error"}
+# Real seconds a job claimed ahead of a line waits for one before its checks are made again.
+LINE_WAIT_S = 10.0
 TRANSIENT = (rerr.ServerError, rerr.ProviderTimeout, rerr.MalformedResponse)
 
 
@@ -106,7 +117,8 @@ class CallActor:
 
     def __init__(self, rt: Runtime, job_id: Any, *, job: Job | None = None,
                  on_release: Callable[[Job], None] | None = None, slot_held: bool = True,
-                 on_call_ended: Callable[[], None] | None = None) -> None:
+                 on_call_ended: Callable[[], None] | None = None, ticket: Ticket[str] | None = None,
+                 on_dialed: Callable[[], None] | None = None) -> None:
         self.rt = rt
         self.job_id = job_id
         self.mailbox: Mailbox[CallEvent] = Mailbox(capacity=16)
@@ -118,6 +130,9 @@ class CallActor:
         # told once, when the provider reports the call over: its line is free for the next dial while
         # this actor still waits for the analysis and writes the result
         self._on_call_ended = on_call_ended
+        # claimed ahead of a free line: the scheduler grants one through this when a call ends
+        self._ticket = ticket
+        self._on_dialed = on_dialed  # told once the create-call is behind it (placed or not)
         self._from_number: str | None = None  # the caller id taken from the pool for this dial
         self._settings: CallSettings | None = None  # the batch's, once read: next tries keep the debtor's time
 
@@ -147,10 +162,18 @@ class CallActor:
         attempt = job.current_attempt
         resumed = _is_open(attempt)  # a previous owner may have sent its create-call already
         if not resumed:
-            admission = await self._gate(batch, settings)
+            ready = await self._ready(batch, settings)
+            if ready is None:
+                return
+            batch, settings = ready
+            admission = await self._take(batch, settings)
             if admission is None:
                 return
-            attempt = await self._open_attempt(admission)
+            try:
+                attempt = await self._open_attempt(admission)
+            except LostOwnership:  # changed by an operator or another writer before the dial: let go
+                await dialing.refund(job.account_id, admission)
+                raise
         assert attempt is not None
         self.log = self.log.bind(attempt_id=attempt.attempt_id)
         placed: dict[str, Any] | None = None
@@ -158,50 +181,109 @@ class CallActor:
             placed = await self._place(batch, settings, attempt, resumed=resumed)
             if placed is None:
                 return
+        if self._on_dialed is not None:
+            self._on_dialed()
         call = await self._track(attempt, settings, placed)
         await self._finish(attempt, settings, call)
 
     # --- gate -------------------------------------------------------------------------------------
 
-    async def _gate(self, batch: Batch, settings: CallSettings) -> Admission | None:
-        """Re-check, right before dialing, everything the scheduler checked when it picked the job,
-        then take the daily counters and the credit for this dial. None: not dialing (recorded)."""
-        job, now = self._job, self.rt.clock.now()
-        if batch.status != BatchStatus.ACTIVE:
-            await self._release(JobState.PENDING, f"batch is {batch.status.value}", now)
-            return None
-        if not is_dialable_in(settings, now, zones := dial_zones(job.phones, job.phone_index, settings)):
-            if (at := next_open_in(settings, now, zones)) is None:
-                await self._release(JobState.FAILED, f"allowed hours never hold in all of {', '.join(zones)} "
-                                                     f"at once within {SCAN_DAYS} days", None)
+    async def _ready(self, batch: Batch, settings: CallSettings) -> tuple[Batch, CallSettings] | None:
+        """The checks, then (for a job claimed ahead of a free line) the wait for a line: a freed line
+        then costs only the takes, the write-ahead and the create-call. An operator's change recalls the
+        ticket: what it may have changed (batch, account) is looked at again; after ``LINE_WAIT_S`` real
+        seconds without a line every check is made again, so nothing read is older than that (and the
+        do-not-call list is read once more before the dial). None: not dialing (recorded)."""
+        checked = False
+        while True:
+            if not checked and not await self._check(batch, settings):
                 return None
-            await self._release(JobState.RETRY, f"outside allowed hours; next window {at.isoformat()} "
-                                                f"({', '.join(zones)})", at)
+            if self._ticket is None:
+                return batch, settings
+            begun = anyio.current_time()
+            granted = await self._ticket.wait(LINE_WAIT_S)
+            current = await self._current(granted)
+            if current is None:
+                return None
+            batch, settings = current
+            if granted:
+                self._slot_held = True
+                return batch, settings
+            checked = anyio.current_time() - begun < LINE_WAIT_S  # recalled early: the rest still holds
+
+    async def _current(self, granted: bool) -> tuple[Batch, CallSettings] | None:
+        """After a wait for a line: the batch and account as they are now (from the cache), and, while no
+        line is held, the job's version: a write by someone else (a person marked paid) makes this actor
+        let go. None: not dialing (recorded, or nothing of ours left)."""
+        job = self._job
+        if not granted:
+            stored = await Job.get(job.id)
+            if stored is None or stored.version != job.version:
+                self.log.info("job_changed_while_waiting_for_a_line")
+                return None
+        batch = await self.rt.batches.get(job.batch_id)
+        if batch is None:
+            await self._release(JobState.FAILED, f"batch {job.batch_id} no longer exists", None)
+            return None
+        if batch.status != BatchStatus.ACTIVE:  # paused while it waited: never dialed
+            await self._release(JobState.PENDING, f"batch is {batch.status.value}", self.rt.clock.now())
             return None
         account = await self.rt.accounts.get(job.account_id)
         if account is not None and account.suspended_reason:
             await self._release(JobState.SUSPENDED, f"account suspended: {account.suspended_reason}", None)
             return None
+        self._settings = settings_for(batch, job)
+        return batch, self._settings
+
+    async def _check(self, batch: Batch, settings: CallSettings) -> bool:
+        """Re-check, right before dialing, everything the scheduler checked when it picked the job, and
+        the person's history and do-not-call entries. False: not dialing (recorded)."""
+        job, now = self._job, self.rt.clock.now()
+        if batch.status != BatchStatus.ACTIVE:
+            await self._release(JobState.PENDING, f"batch is {batch.status.value}", now)
+            return False
+        if not is_dialable_in(settings, now, zones := dial_zones(job.phones, job.phone_index, settings)):
+            if (at := next_open_in(settings, now, zones)) is None:
+                await self._release(JobState.FAILED, f"allowed hours never hold in all of {', '.join(zones)} "
+                                                     f"at once within {SCAN_DAYS} days", None)
+                return False
+            await self._release(JobState.RETRY, f"outside allowed hours; next window {at.isoformat()} "
+                                                f"({', '.join(zones)})", at)
+            return False
+        account = await self.rt.accounts.get(job.account_id)
+        if account is not None and account.suspended_reason:
+            await self._release(JobState.SUSPENDED, f"account suspended: {account.suspended_reason}", None)
+            return False
         if (stop := await dialing.caller_id_rule(self.rt, batch, account)) is not None:  # Chile 600/809
             await self._release(stop.state, stop.reason, stop.at)
-            return None
-        if not self._slot_held and account is not None:
+            return False
+        if not self._slot_held and self._ticket is None and account is not None:
             at = next_dialable(settings, now + timedelta(minutes=max(1, settings.retry_delay_min.capacity)))
             await self._release(JobState.RETRY, f"account at its limit of {account.max_concurrent_calls} "
                                                 f"concurrent calls; next try {at.isoformat()}", at)
-            return None
+            return False
         person = await person_view(job, now)
         if person.busy:
             at = next_dialable(settings, now + timedelta(minutes=max(1, settings.retry_delay_min.capacity)))
             await self._release(JobState.RETRY, f"another call to this person is in progress; next try "
                                                 f"{at.isoformat()}", at)
-            return None
+            return False
         if (refused := step_for_caps(await gate_person(job, settings, now, person), settings, now)) is not None:
             state = JobState.EXCLUDED if refused.action == "excluded" else JobState.RETRY
             await self._release(state, refused.reason, refused.next_try_at)
-            return None
+            return False
         if next_usable_phone(job.phones, job.phone_index - 1) is None:
             await self._release(JobState.FAILED, "no usable phone left", None)
+            return False
+        return True
+
+    async def _take(self, batch: Batch, settings: CallSettings) -> Admission | None:
+        """Once a line is held: the creditor's hook, then the daily counters, the credit and the caller id
+        for this dial, all or none."""
+        job, now = self._job, self.rt.clock.now()
+        account = await self.rt.accounts.get(job.account_id)
+        if self._ticket is not None and await is_do_not_call(job):  # listed while it waited for the line
+            await self._release(JobState.EXCLUDED, "on the do-not-call list", None)
             return None
         if (stop := await dialing.predial_gate(self.rt, account, job, settings)) is not None:
             await self._release(stop.state, stop.reason, stop.at)
@@ -255,11 +337,12 @@ class CallActor:
             age = (self.rt.clock.now() - attempt.created_at).total_seconds()
             if age > self.rt.limits.idempotency_window_s:
                 break  # a re-send could dial again: ask the provider instead
+            # the dial rate's wait first: the window is checked after it, right before the send
+            await dialing.before_create(self.rt, await self.rt.accounts.get(job.account_id))
             if not _rings_inside(settings, self.rt.clock.now(), attempt_zones(attempt, settings)):
                 if not uncertain:  # nothing was sent: the window closed during the checks before it
                     return await self._window_closed(attempt, settings)
                 break  # the window closed meanwhile: a re-send could be a first dial out of hours
-            await dialing.before_create(self.rt, await self.rt.accounts.get(job.account_id))  # dial rate
             try:
                 call = await self.rt.retell.create_phone_call(
                     from_number=attempt.from_number,
@@ -615,6 +698,8 @@ class CallActor:
         if result.modified_count:
             await self._relay([event])
         self.rt.forget_cached()
+        if self.rt.recall_waiting is not None:  # jobs of this account waiting for a line look again
+            self.rt.recall_waiting(self._job.account_id)
         self.log.error("account_suspended", account_id=self._job.account_id, reason=reason)
 
     async def _pause_batch(self, batch: Batch, reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,8 @@ class RuntimeLimits:
     webhook_poll_max_s: float = 300.0
     resync_interval_s: float = 2.0  # real seconds between due-index resyncs with the database
     cache_ttl_s: float = 1.0  # real seconds a cached batch/account document is trusted
+    # Jobs claimed and checked ahead while every line is busy, so a freed line is taken at once.
+    ready_ahead: int = 16
 
 
 @dataclass
@@ -58,6 +61,8 @@ class Runtime:
     accounts: DocCache[Account] = field(init=False)
     outbox: Outbox = field(init=False)
     last_webhook_wall: float | None = None  # wall-clock seconds of the last verified webhook
+    # set by the scheduler: send the call actors waiting for a line (of one account, or all) to look again
+    recall_waiting: Callable[[str | None], None] | None = None
     view_epoch: int = 0  # bumped by every change this instance makes to a batch or account
 
     def __post_init__(self) -> None:

@@ -94,6 +94,18 @@ class DueIndex:
         heapq.heappop(self._ready[batch_id])
         return self._at.pop(top[2])[2]
 
+    def due_at_least(self, batch_id: str, now_ms: int, n: int) -> bool:
+        """Whether at least ``n`` of the batch's jobs are due at ``now_ms`` (looks at no more than needed)."""
+        self._promote(batch_id, now_ms)
+        found = 0
+        for neg, at, key in self._ready.get(batch_id, ()):
+            live = self._live(batch_id, key, at)
+            if live is not None and live[3] == -neg:
+                found += 1
+                if found >= n:
+                    return True
+        return n <= 0
+
     def count(self, batch_id: str) -> int:
         return sum(1 for b, *_ in self._at.values() if b == batch_id)
 

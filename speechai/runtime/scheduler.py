@@ -24,6 +24,7 @@ from pymongo.errors import ConnectionFailure
 from actors.clock import SimClock
 from actors.mailbox import Mailbox
 from actors.supervisor import RestartPolicy, Supervisor
+from actors.ticket import Ticket
 from speechai.dialing.rate import outbound_limit
 from speechai.domain.settings import CallSettings
 from speechai.domain.windows import fmt_local, is_dialable, next_dialable
@@ -42,6 +43,7 @@ from speechai.store.models import (
     epoch_ms,
     from_epoch_ms,
 )
+from speechai.store.peers import peers_alive
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,26 @@ class LineFree:
 
 
 @dataclass(frozen=True)
+class Dialed:
+    """A call actor holding a line is past its create-call (placed or not)."""
+
+    child: str
+
+
+@dataclass(frozen=True)
+class LineWanted:
+    """A call actor claimed ahead of a free line has made its checks and waits for one."""
+
+    child: str
+
+
+@dataclass(frozen=True)
 class Wake:
     reason: str
 
 
-SchedulerMsg = CallFinished | LineFree | Wake
+SchedulerMsg = CallFinished | LineFree | Dialed | LineWanted | Wake
+PEERS_EVERY_S = 10.0  # real seconds between looks at which other instances are running
 BUSY_RETRY_S = 0.25  # real seconds between looks while due jobs wait for a slot held by another instance
 # Resyncs read jobs written since the last one minus this margin: clocks of instances differ a little.
 SYNC_SKEW_MS = 5_000
@@ -92,13 +109,21 @@ class Scheduler:
         self._loaded: set[str] = set()  # batches whose waiting jobs are in the index
         self._scope_of: dict[str, str] = {}  # call actor name -> account slot scope it holds
         self._lines: set[str] = set()  # call actors whose call may still be live at the provider
+        self._dialing: set[str] = set()  # of those, the ones not yet past their create-call
+        # call actors claimed ahead of a free line (child -> its ticket, account id), in claim order
+        self._tickets: dict[str, tuple[Ticket[str], str]] = {}
         self._started = 0
         self._waiting: dict[str, str | None] = {}  # batch id -> waiting reason last written to it
         self._synced_ms = 0  # wall ms at the start of the last resync
         self._next_sync = 0.0  # monotonic seconds
         self._view: tuple[float, list[Batch], dict[str, str]] | None = None
         self._view_epoch = -1
+        self.last_pass_ms: int | None = None  # wall ms at the start of the last decision pass
+        self._peers = 1  # other instances running (assumed until looked at)
+        self._next_peers = 0.0  # monotonic seconds
+        self._born = time.monotonic()
         self.log = rt.log.bind(actor="scheduler")
+        rt.recall_waiting = self.recall
 
     @property
     def ref(self):
@@ -159,15 +184,25 @@ class Scheduler:
             handled = True
 
     def _handle(self, msg: SchedulerMsg) -> None:
+        if isinstance(msg, CallFinished | LineFree | Dialed):
+            self._dialing.discard(msg.child)
         if isinstance(msg, CallFinished | LineFree):
             self._free_line(msg.child)
         if isinstance(msg, CallFinished):
+            self._tickets.pop(msg.child, None)
             if self.in_flight.get(msg.job_id) == msg.child:  # not a newer actor of the same job
                 del self.in_flight[msg.job_id]
         elif isinstance(msg, Wake):  # an operator changed something: read it fresh, and resync now
             self.rt.forget_cached()
             self._view = None
             self._next_sync = 0.0
+            self.recall()  # what the waiting ones checked may have changed
+
+    def recall(self, account_id: str | None = None) -> None:
+        """Send the call actors waiting for a line (of ``account_id``, or all) to look again."""
+        for ticket, of in self._tickets.values():
+            if account_id is None or of == account_id:
+                ticket.recall()
 
     def released(self, job: Job) -> None:
         """A call actor of this instance wrote its job's new state: the index follows at once."""
@@ -210,6 +245,11 @@ class Scheduler:
             if row["batch_id"] in self._loaded and str(row["_id"]) not in self.in_flight:
                 self.index.apply(row, WAITING)
         self._synced_ms = start
+        if time.monotonic() >= self._next_peers:
+            # Instances starting together may not have registered yet: assume one for a while.
+            young = time.monotonic() - self._born < PEERS_EVERY_S
+            self._peers = max(await peers_alive(self.rt.instance_id, start), 1 if young else 0)
+            self._next_peers = time.monotonic() + PEERS_EVERY_S
         await self._take_over_expired()
         self._next_sync = time.monotonic() + self.rt.limits.resync_interval_s
 
@@ -240,7 +280,11 @@ class Scheduler:
 
     async def fill(self) -> datetime | None:
         """Start every call that may start now; return when the next one may become due."""
+        # Slots another instance waits for go back first (their fair share), then free lines go to
+        # those claimed ahead: they are ready to dial at once.
+        self.last_pass_ms = self.rt.now_ms()
         await self.rt.quotas.trim()
+        await self._grant_lines()
         if time.monotonic() >= self._next_sync:
             await self._resync()
         now = self.rt.clock.now()
@@ -269,8 +313,10 @@ class Scheduler:
         # Highest priority first; within a priority, batches take turns one job at a time.
         open_batches.sort(key=lambda bs: -bs[1].priority)
         now_ms = epoch_ms(now)
+        higher_waiting = False  # a batch of higher priority has jobs waiting (due or not)
         for _, group in groupby(open_batches, key=lambda bs: bs[1].priority):
-            ring = [b for b, _ in group]
+            members = [b for b, _ in group]
+            ring = list(members)
             while ring and self._free_slots() > 0:
                 # Turns across the ring until the free slots are spoken for, then one bulk claim.
                 picks: list[tuple[Any, str]] = []
@@ -284,6 +330,27 @@ class Scheduler:
                             picks.append((job_id, account_scope(batch.account_id)))
                 if picks:
                     await self._claim(picks, now_ms)
+            # With every line busy, a few more are claimed and checked ahead, so that a line freed by
+            # a call that ends goes to one of them at once. Claimed in bulk, half the bench at a time:
+            # one claim and one do-not-call read serve several jobs.
+            ring = [b for b in members if self.rt.quotas.in_use(account_scope(b.account_id)) > 0]
+            target = min(self.rt.limits.ready_ahead, self.rt.limits.concurrency)
+            # Not while a call actor holding a line has still to dial: the checks of those claimed ahead
+            # would queue its write-ahead and create-call behind them on the database.
+            if self._room_ahead() < max(1, target // 2) or higher_waiting or self._dialing:
+                ring = []  # ... and never of lower priority: they would take the next lines first
+            higher_waiting = higher_waiting or any(self.index.earliest(b.id) is not None for b in members)
+            ahead: list[Any] = []
+            while ring and len(ahead) < self._room_ahead():
+                for batch in list(ring):
+                    if len(ahead) >= self._room_ahead():
+                        break
+                    if (job_id := self._pick_ahead(batch, now_ms, ahead)) is None:
+                        ring.remove(batch)
+                    else:
+                        ahead.append((job_id, batch.account_id))
+            if ahead:
+                await self._claim_ahead(ahead, now_ms)
         return wake_at
 
     async def _pick(self, batch: Batch, now_ms: int) -> Any | None:
@@ -299,6 +366,55 @@ class Scheduler:
             self.rt.quotas.free(GLOBAL)
             return None
         return self.index.pop_due(batch.id, now_ms)
+
+    def _room_ahead(self) -> int:
+        return min(self.rt.limits.ready_ahead, self.rt.limits.concurrency) - len(self._tickets)
+
+    def _pick_ahead(self, batch: Batch, now_ms: int, ahead: list[Any]) -> Any | None:
+        """The batch's next due job to claim ahead of a line: never more for an account than its own
+        calls here that will end (another instance's calls free no line of this one)."""
+        first = self.index.earliest(batch.id)
+        if first is None or first > now_ms:
+            return None
+        # With other instances running, the last due jobs are left to whichever has a free line first:
+        # claimed ahead here they would wait for this one's lines while another's stand idle.
+        if self._peers and not self.index.due_at_least(batch.id, now_ms, self._room_ahead() + 1):
+            return None
+        lines = self.rt.quotas.in_use(account_scope(batch.account_id))
+        waiting = sum(1 for _, a in self._tickets.values() if a == batch.account_id)
+        if waiting + sum(1 for _, a in ahead if a == batch.account_id) >= lines:
+            return None
+        return self.index.pop_due(batch.id, now_ms)
+
+    async def _claim_ahead(self, picks: list[tuple[Any, str]], now_ms: int) -> None:
+        rt = self.rt
+        for job in await job_store.claim_many([job_id for job_id, _ in picks], rt.instance_id, rt.generation,
+                                              rt.lease_until_ms(), now_ms):
+            self._start_child(job, None, ahead=True)
+
+    async def _grant_lines(self) -> None:
+        """Free lines to the actors claimed ahead that are waiting, in claim order, within the shared
+        concurrency of the workspace and of each one's account."""
+        for child, (ticket, account_id) in list(self._tickets.items()):
+            if self._free_slots() <= 0:
+                return
+            if not ticket.waiting:
+                continue
+            scope = account_scope(account_id)
+            limit = account_limit(await self.rt.accounts.get(account_id), self.rt.limits.concurrency)
+            if not await self._take_global():
+                return
+            if not await self.rt.quotas.take(scope, limit):
+                self.rt.quotas.free(GLOBAL)
+                continue
+            if child not in self._tickets or not ticket.grant(child):  # gone or stopped waiting meanwhile
+                self.rt.quotas.free(scope)
+                self.rt.quotas.free(GLOBAL)
+                continue
+            del self._tickets[child]
+            self._lines.add(child)
+            self._dialing.add(child)
+            self._scope_of[child] = scope
 
     async def _take_global(self, *, force: bool = False) -> bool:
         """The workspace's provider concurrency, shared by every instance (``runtime.concurrency``)."""
@@ -357,18 +473,26 @@ class Scheduler:
             return
         self._start_child(job, scope)
 
-    def _start_child(self, job: Job, scope: str | None) -> None:
+    def _start_child(self, job: Job, scope: str | None, *, ahead: bool = False) -> None:
+        """``ahead``: claimed with every line busy; the actor makes its checks and waits for a line."""
         # Unique child names: a released job can be claimed again before its previous actor has exited.
         self._started += 1
         job_id = str(job.id)
         child = f"call-{job_id}-{self._started}"
         self.in_flight[job_id] = child
-        self._lines.add(child)
+        ticket: Ticket[str] | None = None
+        if ahead:
+            ticket = Ticket(on_wait=lambda: self.ref.tell_nowait(LineWanted(child)))
+            self._tickets[child] = (ticket, job.account_id)
+        else:
+            self._lines.add(child)
+            self._dialing.add(child)
         if scope is not None:
             self._scope_of[child] = scope
         self.index.discard(job.id)
         actor = CallActor(self.rt, job.id, job=job, on_release=self.released, slot_held=scope is not None,
-                          on_call_ended=lambda: self.ref.tell_nowait(LineFree(child)))
+                          on_call_ended=lambda: self.ref.tell_nowait(LineFree(child)), ticket=ticket,
+                          on_dialed=lambda: self.ref.tell_nowait(Dialed(child)))
         self.calls.start_child(child, actor.run, policy=RestartPolicy.TRANSIENT,
                                on_exit=lambda name, exc: self.ref.tell_nowait(CallFinished(job_id, name)))
 

@@ -96,6 +96,14 @@ async def checkpoint(job: Job, *, outage_backoff_s: float = 0.5, max_backoff_s: 
     job.next_try_ms, job.sync_ms = doc["next_try_ms"], doc["sync_ms"]
 
 
+def dial_pending(job: Job) -> bool:
+    """In flight, but no attempt of it may have reached the provider: its holder is still making its
+    checks or waiting for a line. A change written now (version-fenced) only makes the holder let go."""
+    last = job.current_attempt
+    return job.state == JobState.IN_FLIGHT and not (last is not None and last.outcome is None
+                                                    and last.placed is not False)
+
+
 def transition(job: Job, to_state: JobState, reason: str, at: datetime) -> None:
     """Record a state change on the in-memory job; the next checkpoint persists it."""
     job.history.append(Transition(at=at, from_state=job.state, to_state=to_state, reason=reason))

@@ -18,7 +18,7 @@ from speechai.domain.settings import CallSettings
 from speechai.loader.normalize import parse_rut
 from speechai.loader.synthetic import valid_rut
 from speechai.retell.simulator import RetellSimulator
-from speechai.store.models import DoNotCall, Job, JobState, Phone, dnc_id
+from speechai.store.models import DoNotCall, Job, JobState, Phone, dnc_id, epoch_ms
 from tests.dialing.conftest import MONDAY_0900, SCL
 from tests.runtime.harness import API_KEY, Person, make_config, run_campaign, script, seed_batch
 from tests.test_query_plans import INDEXED
@@ -31,6 +31,7 @@ NOBODY = parse_rut(valid_rut(12345670))  # "12345670-K": a RUT as jobs carry it
 async def _later(phone: str, state: JobState, at: datetime) -> None:
     job = await Job.find_one({"person_key": phone})
     job.state, job.next_try_at = state, at
+    job.next_try_ms = epoch_ms(at)  # what the due index reads, as every checkpoint writes it
     await job.replace()
 
 
@@ -115,6 +116,16 @@ async def test_the_route_takes_json_and_csv_and_names_what_matched_nothing(diali
     assert status == 403
     status, _ = await api.call("beta:operator", "POST", "/accounts/acme/paid", json=[ruts[1]])
     assert status == 404
+
+
+async def test_a_list_of_the_documented_size_is_accepted_and_a_longer_one_named(dialing_api) -> None:
+    keys = [f"+5699{i:07d}" for i in range(paid.MAX_KEYS)]  # docs/dialing.md: at most 10,000 per list
+    status, body = await dialing_api.call("acme:operator", "POST", "/accounts/acme/paid", json=keys)
+    assert status == 200, body
+    assert body["stopped"] == 0 and len(body["unmatched"]) == paid.MAX_KEYS
+    status, body = await dialing_api.call("acme:operator", "POST", "/accounts/acme/paid",
+                                          json=[*keys, "+56988888888"])
+    assert status == 422 and "at most 10000" in body["detail"]
 
 
 async def test_the_cli_command_stops_the_jobs_of_a_file(db, mongo_uri, tmp_path: Path) -> None:

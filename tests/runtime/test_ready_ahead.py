@@ -1,0 +1,108 @@
+"""Jobs claimed ahead of a free line: while every line is busy a few more are claimed and checked, a line
+freed by a call that ends goes to one of them, the provider never sees more calls than the limit, and
+an operator's pause sends the waiting ones back without a dial. Real scheduler, embedded server,
+simulator over HTTP."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import anyio
+import pytest
+
+from actors.clock import SimClock
+from speechai.domain.settings import CallSettings
+from speechai.retell.simulator import RetellSimulator
+from speechai.store.models import Job, JobState
+from tests.runtime.harness import API_KEY, Instance, Person, make_config, run_campaign, script, seed_batch
+from tests.runtime.test_policy_e2e import TOKEN, drive
+
+MONDAY_1000 = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("America/Santiago"))
+OPEN = CallSettings(max_attempts=1)
+
+
+def phone(i: int) -> str:
+    return f"+5698{i:07d}"
+
+
+async def _sampled(db, mongo_uri, tmp_path, people: list[Person], **runtime: int) -> tuple[list[dict], list[str], int]:
+    """Run a campaign to its end, sampling the scheduler and the simulator every 2 ms: each sample's
+    jobs claimed ahead of a line, jobs held and live calls; then the dials and the simulator's peak."""
+    clock = SimClock(MONDAY_1000, speed=300)
+    samples: list[dict] = []
+    box: list[Instance] = []
+
+    async def watch() -> None:
+        while not box:  # noqa: ASYNC110 - sampling a running instance: nothing to wait on
+            await anyio.sleep(0.001)
+        inst = box[0]
+        while True:
+            samples.append({"ahead": len(inst.scheduler._tickets), "held": len(inst.scheduler.in_flight),
+                            "live": inst.simulator.live_calls()})
+            await anyio.sleep(0.002)
+
+    async with RetellSimulator(api_key=API_KEY, clock=clock) as sim:
+        script(sim, people)
+        await seed_batch("b1", people, OPEN, clock.now())
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            await run_campaign(db, make_config(db, mongo_uri, tmp_path, **runtime), clock, sim, timeout=60,
+                               on_ready=box.append)
+            tg.cancel_scope.cancel()
+        return samples, [d.to_number for d in sim.dials], sim.peak_live_calls
+
+
+async def test_lines_busy_more_jobs_are_claimed_ahead_and_the_limit_holds(db, mongo_uri, tmp_path) -> None:
+    people = [Person([phone(i)], {phone(i): ["success"]}) for i in range(8)]
+    samples, dials, peak = await _sampled(db, mongo_uri, tmp_path, people, concurrency=2, ready_ahead=2)
+    assert sorted(dials) == [phone(i) for i in range(8)]  # each person once
+    assert peak <= 2 and max(s["live"] for s in samples) <= 2  # the provider never had more than the limit
+    # claimed beyond the busy lines, never more than ready_ahead of them (the others held are live
+    # calls and actors writing the result of a call that ended)
+    assert 1 <= max(s["ahead"] for s in samples) <= 2 and max(s["held"] for s in samples) > 2
+    assert all(j.state == JobState.DONE and j.lease is None for j in await Job.find_all().to_list())
+
+
+async def test_ready_ahead_zero_claims_only_for_free_lines(db, mongo_uri, tmp_path) -> None:
+    people = [Person([phone(i)], {phone(i): ["success"]}) for i in range(4)]
+    samples, dials, _ = await _sampled(db, mongo_uri, tmp_path, people, concurrency=1, ready_ahead=0)
+    assert len(dials) == 4
+    assert samples and max(s["ahead"] for s in samples) == 0  # no job was ever claimed ahead of a line
+
+
+@pytest.fixture
+def control_token(monkeypatch) -> str:
+    monkeypatch.setenv("SPEECHAI_CONTROL_TOKEN", TOKEN)
+    return TOKEN
+
+
+async def test_a_pause_sends_the_jobs_waiting_for_a_line_back_undialed(db, mongo_uri, tmp_path,
+                                                                       control_token) -> None:
+    # One line, held by a call that talks until its maximum; the next job is claimed ahead and waits.
+    clock = SimClock(MONDAY_1000, speed=20)
+    people = [Person([phone(0)], {phone(0): ["long_call"]}),
+              *(Person([phone(i)], {phone(i): ["success"]}) for i in (1, 2))]
+    settings = CallSettings(max_attempts=1, max_call_duration_s=120)
+    async with RetellSimulator(api_key=API_KEY, clock=clock) as sim:
+        script(sim, people)
+        jobs = await seed_batch("b1", people, settings, clock.now())
+
+        async def body(inst: Instance, http: aiohttp.ClientSession, base: str) -> None:
+            with anyio.fail_after(20):
+                while not sim.dials or not any(t.waiting for t, _ in inst.scheduler._tickets.values()):  # noqa: ASYNC110
+                    await anyio.sleep(0.005)
+            assert len(sim.dials) == 1 and sim.live_calls() == 1
+            async with http.post(f"{base}/batches/b1/pause") as r:
+                assert r.status == 200
+            with anyio.fail_after(20):
+                while inst.scheduler._tickets:  # noqa: ASYNC110 - the scheduler's state has no event
+                    await anyio.sleep(0.005)
+
+        await drive(db, make_config(db, mongo_uri, tmp_path, concurrency=1, ready_ahead=1), clock, sim, body,
+                    within=40)
+        assert [d.to_number for d in sim.dials] == [phone(0)]  # the one waiting was never dialed
+    for job in jobs[1:]:
+        back = await Job.get(job.id)
+        assert back.state == JobState.PENDING and back.attempts == [] and back.lease is None

@@ -53,11 +53,22 @@ class RuntimeConfig(_Section):
     sim_start: datetime | None = None  # simulated clock start (default: now)
     sim_speed: float = Field(1.0, gt=0)  # business seconds per real second
     skip_idle: bool = True  # simulated clock jumps over stretches where nothing can happen
+    # With every line busy, this many more jobs are claimed and checked ahead (person, caps,
+    # do-not-call), so a line freed by a call that ends is dialed from at once; 0 turns it off.
+    ready_ahead: int = Field(16, ge=0, le=1000)
 
 
 class ControlConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)
+    # each API key's token bucket: sustained requests per second and the burst after being idle
+    rate_limit_per_s: float = Field(50.0, gt=0, le=100_000)
+    rate_limit_burst: int = Field(200, ge=1, le=100_000)
+    # failed authentications per client address (a bad-token flood is answered 429)
+    auth_failures_per_s: float = Field(5.0, gt=0, le=10_000)
+    auth_failure_burst: int = Field(20, ge=1, le=100_000)
+    # open connections at once (each a file descriptor; keep well under the unit's LimitNOFILE)
+    max_connections: int = Field(1024, ge=16, le=60_000)
 
 
 class SimulatorConfig(_Section):

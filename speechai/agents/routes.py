@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from speechai.agents import service
 from speechai.agents.service import Viewer
 from speechai.api.audit import note
 from speechai.api.auth import create_key, principal, requires
+from speechai.api.openapi import documented
 from speechai.api.problems import ApiError, invalid
+from speechai.api.routes import parse_query
+from speechai.runtime.webhooks import JsonBodyError, parse_json, read_body
 from speechai.store.agent_models import ENDED_STATUSES, AgentRole, HumanCallStatus
 from speechai.store.api_models import Role
 from speechai.store.models import epoch_ms
@@ -35,11 +38,110 @@ DEFAULT_PAGE = 100
 MAX_ID_CHARS = 256
 # what only the server's clock decides: refused by name when a client sends it
 SERVER_FIELDS = ("duration_ms", "duration", "duration_seconds", "started_at", "ended_at", "started_ms", "ended_ms")
-LIST_KEYS = ("account_id", "user_id", "status", "from", "to", "tz", "limit", "cursor")
-METRIC_KEYS = ("account_id", "user_id", "from", "to", "tz")
-HISTORY_KEYS = ("account_id", "limit")
-AGENT_LIST_KEYS = ("account_id",)
 ANY_KEY = (Role.OPERATOR, Role.VIEWER, Role.AGENT)  # billing keys deal in money, not calls
+MAX_BODY_BYTES = 64 * 2**10
+
+
+def _unicode(text: str) -> str:
+    """Text the database can hold: an unpaired surrogate (a JSON escape or bytes that are not UTF-8) is
+    refused here rather than failing the write."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("holds characters that are not valid UTF-8") from None
+    return text
+
+
+Text = Annotated[str, Field(max_length=MAX_ID_CHARS), AfterValidator(_unicode)]
+When = Annotated[str, Field(max_length=40, description="YYYY-MM-DD (a local day in tz) or an ISO-8601 time "
+                                                        "with its offset"), AfterValidator(_unicode)]
+
+
+class AgentListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account_id: Text | None = Field(None, description="an admin key: which account (else the key's own)")
+
+
+class HistoryQuery(AgentListQuery):
+    limit: int = Field(DEFAULT_PAGE, ge=1, le=MAX_PAGE)
+
+
+class _SpanQuery(AgentListQuery):
+    user_id: Text | None = Field(None, description="only this agent user")
+    to: When | None = None
+    tz: Text | None = Field(None, description="IANA time zone of from/to days (default UTC)")
+
+
+# ``from`` is a Python keyword: the field is named as the query parameter through create_model
+MetricsQuery = create_model("MetricsQuery", __base__=_SpanQuery, **{"from": (When | None, None)})
+
+
+class CallListQuery(MetricsQuery):  # type: ignore[misc,valid-type]
+    status: HumanCallStatus | None = None
+    limit: int = Field(DEFAULT_PAGE, ge=1, le=MAX_PAGE)
+    cursor: int | None = Field(None, ge=1, le=2**62, description="next_cursor of the previous page")
+
+
+class CallPath(BaseModel):
+    call_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+
+
+class PersonPath(BaseModel):
+    person_key: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="a RUT or a phone")
+
+
+class AgentOut(BaseModel):
+    id: str
+    account_id: str
+    name: str
+    role: AgentRole
+    team: str | None
+    created_at: str
+
+
+class AgentCreated(BaseModel):
+    agent: AgentOut
+    key_id: str
+    token: str = Field(description="the agent's API key: shown only in this answer")
+
+
+class AgentList(BaseModel):
+    agents: list[AgentOut]
+
+
+class CallOut(BaseModel):
+    id: str
+    account_id: str
+    user_id: str
+    team: str | None
+    person_key: str
+    phone: str
+    job_id: str | None
+    status: HumanCallStatus
+    outcome: str | None
+    resolved: bool
+    notes: str | None
+    started_at: str
+    ended_at: str | None
+    duration_ms: int | None
+
+
+class CallPage(BaseModel):
+    calls: list[CallOut]
+    next_cursor: str | None
+
+
+class AgentMetrics(BaseModel):
+    account_id: str
+    view: str
+    users: list[dict[str, Any]] = Field(description="per agent user: calls, successes, failures, AHT, talk time")
+    totals: dict[str, Any]
+
+
+class PersonCalls(BaseModel):
+    person_key: str
+    calls: list[dict[str, Any]] = Field(description="AI attempts (kind ai) and human calls (kind human), "
+                                                    "newest first")
 
 
 class NewAgent(BaseModel):
@@ -71,13 +173,12 @@ class EndCall(BaseModel):
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> Any:
-    try:
-        raw = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(422, "body: not a JSON object") from None
+    try:  # the strict reader of the core routes: no NaN/Infinity, bounded nesting, valid Unicode
+        raw = parse_json(await read_body(request, MAX_BODY_BYTES), int64=False)
+    except JsonBodyError as exc:
+        raise ApiError(422, f"body: {exc}") from None
     if not isinstance(raw, dict):
         raise ApiError(422, f"body: must be a JSON object, got {type(raw).__name__}")
-    _storable("body", json.dumps(raw, ensure_ascii=False))
     for name in SERVER_FIELDS:
         if name in raw:
             raise ApiError(422, f"{name}: computed by the server from its clock, never taken from the client; "
@@ -88,48 +189,17 @@ async def _body(request: web.Request, model: type[BaseModel]) -> Any:
         raise invalid(exc) from None
 
 
-def _storable(name: str, text: str) -> str:
-    """Text the database can hold: an unpaired surrogate (a JSON escape or bytes that are not UTF-8) is
-    refused here rather than failing the write."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ApiError(422, f"{name}: holds characters that are not valid UTF-8") from None
-    return text
-
-
 def _path(request: web.Request, name: str) -> str:
-    return _storable(name, request.match_info[name][:MAX_ID_CHARS])
-
-
-def _query(request: web.Request, allowed: tuple[str, ...]) -> dict[str, str]:
-    unknown = sorted(set(request.query) - set(allowed))
-    if unknown:
-        raise ApiError(422, f"unknown query parameter(s) {', '.join(repr(k[:40]) for k in unknown)}; "
-                            f"allowed: {', '.join(allowed)}")
-    out: dict[str, str] = {}
-    for key in allowed:
-        values = request.query.getall(key, [])
-        if len(values) > 1:
-            raise ApiError(422, f"{key}: given more than once")
-        if values:
-            if len(values[0]) > MAX_ID_CHARS:
-                raise ApiError(422, f"{key}: longer than {MAX_ID_CHARS} characters")
-            out[key] = _storable(key, values[0])
-    return out
-
-
-def _int(q: dict[str, str], name: str, low: int, high: int, default: int | None) -> int | None:
-    text = q.get(name)
-    if text is None or text == "":
-        return default
+    value = request.match_info[name][:MAX_ID_CHARS]
     try:
-        value = int(text)
-    except ValueError:
-        raise ApiError(422, f"{name}: must be a whole number from {low} to {high}, got {text[:40]!r}") from None
-    if not low <= value <= high:
-        raise ApiError(422, f"{name}: must be from {low} to {high}, got {value}")
-    return value
+        return _unicode(value)
+    except ValueError as exc:
+        raise ApiError(422, f"{name}: {exc}") from None
+
+
+def _span(q: BaseModel) -> dict[str, str]:
+    """from/to/tz of a query model, as the time-range helpers read them."""
+    return {k: v for k in ("from", "to", "tz") if (v := getattr(q, k, None))}
 
 
 def _zone(q: dict[str, str]) -> ZoneInfo:
@@ -171,16 +241,6 @@ def _time_range(q: dict[str, str]) -> dict[str, int]:
     return out
 
 
-def _status(q: dict[str, str]) -> str | None:
-    text = q.get("status")
-    if not text:
-        return None
-    allowed = [s.value for s in HumanCallStatus]
-    if text not in allowed:
-        raise ApiError(422, f"status: must be one of {', '.join(allowed)}, got {text[:40]!r}")
-    return text
-
-
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
 
@@ -189,6 +249,7 @@ def agent_routes(*, clock: Any) -> list[web.RouteDef]:
     async def viewer(request: web.Request) -> Viewer:
         return await service.viewer_of(principal(request))
 
+    @documented(tag="agents", body=NewAgent, ok=AgentCreated, ok_status=201)
     @requires(*ANY_KEY, account_from="handler")
     async def create_agent(request: web.Request) -> web.Response:
         """Create an agent user (agent, supervisor or admin of an account) and its first API key."""
@@ -209,14 +270,16 @@ def agent_routes(*, clock: Any) -> list[web.RouteDef]:
         note(request, "agent.create", account_id, agent.id, after=service.agent_json(agent), key_id=key.id)
         return _json({"agent": service.agent_json(agent), "key_id": key.id, "token": token}, 201)
 
+    @documented(tag="agents", query=AgentListQuery, ok=AgentList)
     @requires(*ANY_KEY, account_from="handler")
     async def list_agents(request: web.Request) -> web.Response:
         """The agent users in the caller's view (agent: self; supervisor: team; admin: the account)."""
-        q = _query(request, AGENT_LIST_KEYS)
+        q = parse_query(request, AgentListQuery)
         who = await viewer(request)
-        account_id = service.account_for(who, q.get("account_id"))
+        account_id = service.account_for(who, q.account_id)
         return _json({"agents": [service.agent_json(a) for a in await service.visible_users(who, account_id)]})
 
+    @documented(tag="agents", body=StartCall, ok=CallOut, ok_status=201, errors=(409,))
     @requires(*ANY_KEY, account_from="handler")
     async def start_call(request: web.Request) -> web.Response:
         """Start a human agent's call; the server records its start time."""
@@ -227,6 +290,7 @@ def agent_routes(*, clock: Any) -> list[web.RouteDef]:
         note(request, "agent_call.start", call.account_id, call.id)
         return _json(service.call_json(call), 201)
 
+    @documented(tag="agents", path=CallPath, body=EndCall, ok=CallOut, errors=(409,))
     @requires(*ANY_KEY, account_from="handler")
     async def end_call(request: web.Request) -> web.Response:
         """End a call in progress; its duration is computed by the server from its clock."""
@@ -242,37 +306,37 @@ def agent_routes(*, clock: Any) -> list[web.RouteDef]:
              duration_ms=call.duration_ms)
         return _json(service.call_json(call))
 
+    @documented(tag="agents", query=CallListQuery, ok=CallPage)
     @requires(*ANY_KEY, account_from="handler")
     async def list_calls(request: web.Request) -> web.Response:
         """The call log, newest first (user_id, status, from, to, tz; limit up to 1000; cursor)."""
-        q = _query(request, LIST_KEYS)
-        limit = _int(q, "limit", 1, MAX_PAGE, DEFAULT_PAGE)
-        cursor = _int(q, "cursor", 1, 2**62, None)
-        status, span = _status(q), _time_range(q)
+        q = parse_query(request, CallListQuery)
+        span = _time_range(_span(q))
         who = await viewer(request)
-        account_id = service.account_for(who, q.get("account_id"))
-        query = await service.scope_filter(who, account_id, q.get("user_id"))
-        if status:
-            query["status"] = status
+        account_id = service.account_for(who, q.account_id)
+        query = await service.scope_filter(who, account_id, q.user_id)
+        if q.status is not None:
+            query["status"] = q.status.value
         if span:
             query["started_ms"] = span
-        page = await service.list_calls(query, limit=limit or DEFAULT_PAGE, cursor=cursor)
+        page = await service.list_calls(query, limit=q.limit, cursor=q.cursor)
         return _json({"calls": [service.call_json(c) for c in page.calls],
                       "next_cursor": str(page.next_cursor) if page.next_cursor is not None else None})
 
+    @documented(tag="agents", query=MetricsQuery, ok=AgentMetrics)
     @requires(*ANY_KEY, account_from="handler")
     async def metrics(request: web.Request) -> web.Response:
         """Per-user call figures (calls, successes, failures, AHT, talk time, success rate) in the caller's view."""
-        q = _query(request, METRIC_KEYS)
-        span = _time_range(q)
+        q = parse_query(request, MetricsQuery)
+        span = _time_range(_span(q))
         who = await viewer(request)
-        account_id = service.account_for(who, q.get("account_id"))
-        query = await service.scope_filter(who, account_id, q.get("user_id"))
+        account_id = service.account_for(who, q.account_id)
+        query = await service.scope_filter(who, account_id, q.user_id)
         if span:
             query["started_ms"] = span
         users = await service.visible_users(who, account_id)
-        if q.get("user_id"):
-            users = [u for u in users if u.id == q["user_id"]]
+        if q.user_id:
+            users = [u for u in users if u.id == q.user_id]
         per_user, total = await service.metrics(query, users)
         names = {u.id: u for u in users}
         rows = [{**m.as_json(), "name": names[m.user_id].name if m.user_id in names else None,
@@ -280,15 +344,15 @@ def agent_routes(*, clock: Any) -> list[web.RouteDef]:
         return _json({"account_id": account_id, "view": who.role.value, "users": rows,
                       "totals": {k: v for k, v in total.as_json().items() if k != "user_id"}})
 
+    @documented(tag="agents", path=PersonPath, query=HistoryQuery, ok=PersonCalls)
     @requires(*ANY_KEY, account_from="handler")
     async def person_calls(request: web.Request) -> web.Response:
         """One person's calls, AI attempts and human agents' calls together, newest first."""
-        q = _query(request, HISTORY_KEYS)
-        limit = _int(q, "limit", 1, MAX_PAGE, DEFAULT_PAGE) or DEFAULT_PAGE
+        q = parse_query(request, HistoryQuery)
         who = await viewer(request)
-        account_id = service.account_for(who, q.get("account_id"))
+        account_id = service.account_for(who, q.account_id)
         key = service.normalise_person_key(_path(request, "person_key"))
-        return _json({"person_key": key, "calls": await service.person_history(account_id, key, limit)})
+        return _json({"person_key": key, "calls": await service.person_history(account_id, key, q.limit)})
 
     return [web.post("/agents", create_agent), web.get("/agents", list_agents),
             web.get("/agents/metrics", metrics),

@@ -68,13 +68,15 @@ async def record(request: web.Request, who: Principal, status: int, now: datetim
 
 
 async def record_command(action: str, command: str, now: datetime, *, account_id: str | None = None,
-                         detail: dict[str, Any] | None = None) -> int:
+                         detail: dict[str, Any] | None = None, target: str | None = None,
+                         after: dict[str, Any] | None = None) -> int:
     """An admin command's change (``speechai jobs reset --apply`` …), in the same log as the API's: who is
     the operating-system user that ran it, since the command needs no key."""
     user = os.environ.get("SUDO_USER") or os.environ.get("USER") or str(os.getuid())
     seq = await _next_seq()
     await AuditEntry(seq=seq, at=now, at_ms=epoch_ms(now), key_id=f"cli:{user}", role="admin",
-                     account_id=account_id, action=action, method="CLI", path=command[:300], status=0,
-                     detail=detail or {}).insert()
-    log.info("audit", outcome="done", seq=seq, key_id=f"cli:{user}", action=action, path=command[:300])
+                     account_id=account_id, action=action, method="CLI", path=command[:300], target=target,
+                     status=0, after=after, detail=detail or {}).insert()
+    log.info("audit", outcome="done", seq=seq, key_id=f"cli:{user}", action=action, account_id=account_id,
+             target=target, path=command[:300])
     return seq

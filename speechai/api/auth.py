@@ -15,15 +15,22 @@ the batch or job it loads, a form field) and calls :func:`ensure_account`; ``Non
 (only admin keys, whatever roles are listed). Admin keys may call every declared route. A route that
 declares nothing (a handler passed through ``extra_routes`` without ``requires``) is admin-only.
 :func:`public` marks a route that needs no key.
+
+A key whose role may not call an account route gets 404, not 403, when the request names another
+account's thing (or one that does not exist): the account in the path or query, a thing named by a
+parameter with a registered resolver (:func:`register_account_resolver`: ``batch_id``, ``job_id`` ...),
+or the JSON body's ``body_account`` field. 403 is the answer only when the thing is the key's own, or
+the route is instance-wide (admin only): ``/accounts`` (list, create), ``/keys``, undeclared routes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -46,17 +53,19 @@ class Access:
     roles: frozenset[Role]  # besides admin
     account_from: str | None = None  # "path:<name>", "query:<name>", "handler" or None (instance-wide)
     public: bool = False
+    body_account: str | None = None  # the JSON body's field naming the account (a handler-checked route)
 
 
 ADMIN_ONLY = Access(roles=frozenset())
 PUBLIC = Access(roles=frozenset(), public=True)
 
 
-def requires(*roles: Role | str, account_from: str | None = None) -> Callable[[F], F]:
+def requires(*roles: Role | str, account_from: str | None = None,
+             body_account: str | None = None) -> Callable[[F], F]:
     """Declare the roles (besides admin) that may call a handler and where its account comes from."""
     if account_from is not None and not (account_from == "handler" or account_from.startswith(("path:", "query:"))):
         raise ValueError(f"account_from must be 'path:<name>', 'query:<name>', 'handler' or None, got {account_from!r}")
-    access = Access(roles=frozenset(Role(r) for r in roles), account_from=account_from)
+    access = Access(roles=frozenset(Role(r) for r in roles), account_from=account_from, body_account=body_account)
 
     def mark(handler: F) -> F:
         setattr(handler, _ACCESS_ATTR, access)
@@ -165,6 +174,63 @@ def allowed(access: Access, who: Principal) -> bool:
     if who.is_admin:
         return True
     return access.account_from is not None and who.role in access.roles
+
+
+# parameter name -> (what it names, its owner's account or None when there is no such thing)
+AccountResolver = Callable[[str], Awaitable[str | None]]
+_RESOLVERS: dict[str, tuple[str, AccountResolver]] = {}
+BODY_PEEK_MAX = 2**20  # a refused request's JSON body is read this far to find the account it names
+
+
+def register_account_resolver(param: str, label: str, resolve: AccountResolver) -> None:
+    """How the account of the thing a path or query parameter names is found (``"batch_id"``, ``"batch"``,
+    a lookup), so a key whose role is refused gets 404 for another account's thing."""
+    _RESOLVERS[param] = (label, resolve)
+
+
+async def _body_account(request: web.Request, field: str) -> str | None:
+    """The account a (refused) JSON body names, if it is small and readable; else None."""
+    if request.content_length is not None and request.content_length > BODY_PEEK_MAX:
+        return None
+    chunks, size = [], 0
+    while chunk := await request.content.read(65536):
+        size += len(chunk)
+        if size > BODY_PEEK_MAX:
+            return None
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    found = value.get(field) if isinstance(value, dict) else None
+    return found if isinstance(found, str) else None
+
+
+async def foreign_thing(request: web.Request, access: Access, who: Principal) -> str | None:
+    """For a request refused by role: the 404 detail when it names a thing of an account ``who`` may not
+    see (or one that does not exist), else None (the refusal is a 403 about the key's own role)."""
+    if access.account_from is None:
+        return None  # instance-wide: the role alone decides
+    account = account_in_request(request, access)
+    if account is not None and not who.sees(account):
+        return f"no account {account[:100]!r}"
+    for param, (label, resolve) in _RESOLVERS.items():
+        value = request.match_info.get(param, request.query.get(param))
+        if value is None:
+            continue
+        try:
+            value.encode()
+            owner = await resolve(value)
+        except (UnicodeEncodeError, ValueError):
+            owner = None
+        if owner is None or not who.sees(owner):
+            return f"no {label} {value[:100]!r}"
+    if access.body_account is not None and request.method in ("POST", "PUT", "PATCH"):
+        named = await _body_account(request, access.body_account)
+        if named is not None and not who.sees(named):
+            return f"no account {named[:100]!r}"
+    return None
 
 
 def account_in_request(request: web.Request, access: Access) -> str | None:

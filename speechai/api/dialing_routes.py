@@ -10,31 +10,34 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, StrictStr, ValidationError
 
 from speechai.api.audit import note
 from speechai.api.auth import ensure_account, requires
+from speechai.api.openapi import documented
 from speechai.api.problems import ApiError, invalid
 from speechai.api.schemas import CallerIdIn, do_not_call_key
 from speechai.dialing import paid
+from speechai.dialing.ab import MAX_WEIGHT
 from speechai.dialing.limits import batch_errors
 from speechai.domain.caller_id_rules import batch_caller_id_violations
+from speechai.runtime.webhooks import JsonBodyError, parse_json
 from speechai.store.api_models import Role
 from speechai.store.models import Account, Batch
 
-MAX_BODY_BYTES = 8 * 2**20  # a paid list of 100,000 keys fits
+MAX_BODY_BYTES = 2**20  # a paid list of 10,000 keys fits (the control endpoint's JSON limit)
 DIALING_FIELDS = ("caller_ids", "caller_id_daily_cap", "use_case", "agent_split")
 
 
 class AgentArmIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     agent_id: Annotated[StrictStr, Field(min_length=1, max_length=200)]
-    weight: float = 1.0
+    weight: float = Field(1.0, le=MAX_WEIGHT, allow_inf_nan=False,
+                          description=f"relative weight, above 0 and at most {MAX_WEIGHT:,}")
 
 
 class BatchDialingRequest(BaseModel):
@@ -45,20 +48,89 @@ class BatchDialingRequest(BaseModel):
     agent_split: list[AgentArmIn] | None = Field(None, description="2-4 arms; [] or null: the batch's agent_id")
 
 
+class BatchPath(BaseModel):
+    batch_id: str = Field(min_length=1, max_length=256)
+
+
+class AccountPath(BaseModel):
+    account_id: str = Field(min_length=1, max_length=256)
+
+
+class AgentArmOut(BaseModel):
+    agent_id: str
+    weight: float
+
+
+class BatchDialingOut(BaseModel):
+    """The batch's dialing fields after the change, and what changed (before/after per field)."""
+
+    id: str
+    caller_ids: list[dict[str, Any]]
+    caller_id_daily_cap: int | None
+    use_case: str | None
+    agent_split: list[AgentArmOut]
+    changes: dict[str, dict[str, Any]]
+
+
+PaidKey = Annotated[StrictStr, Field(max_length=200, description="a RUT (12345678-5) or a phone (+56987654321)")]
+PaidKeyList = Annotated[list[PaidKey], Field(max_length=paid.MAX_KEYS)]
+
+
+class PaidKeysObject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keys: PaidKeyList
+
+
+class PaidRequest(RootModel[PaidKeyList | PaidKeysObject]):
+    """The people who paid: a JSON list of RUTs and/or phones, or ``{"keys": [...]}``."""
+
+    def keys(self) -> list[str]:
+        return self.root.keys if isinstance(self.root, PaidKeysObject) else list(self.root)
+
+
+class PaidOut(BaseModel):
+    keys: int = Field(description="distinct people in the list")
+    stopped: int = Field(description="waiting jobs now excluded")
+    live: int = Field(description="jobs in a call now: it goes on, they are never dialed again")
+    already_final: int
+    unmatched: list[str] = Field(description="keys that matched no job of the account")
+    do_not_call_added: int
+
+
+PAID_CSV = {"type": "string", "description": "CSV (text/csv or text/plain): the first column of each row, "
+                                             "a header row without digits skipped"}
+
+
 async def _body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError(413, f"body of {request.content_length} bytes; at most {MAX_BODY_BYTES}")
-    body = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    return body
+    chunks, size = [], 0
+    while chunk := await request.content.read(2**16):  # read(n) returns what has arrived, up to n
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _json(body: bytes) -> Any:
+    """Strict JSON, as the core routes read it (no NaN/Infinity, bounded nesting, valid Unicode);
+    integers beyond 64 bits are left to the model, which names the field."""
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(400, f"body is not JSON: {exc}") from None
+        return parse_json(body, int64=False)
+    except JsonBodyError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def _paid_keys(value: Any) -> list[str]:
+    """The list of the body, through the model the document shows; 422 naming ``keys`` otherwise."""
+    if isinstance(value, list) and len(value) > paid.MAX_KEYS:
+        paid.check_size(value)  # the count, not 100,000 item errors
+    try:
+        return PaidRequest.model_validate(value).keys()
+    except ValidationError:
+        raise ValueError("keys: expected a JSON list of RUTs and/or phones (text, up to 200 characters each), "
+                         'or {"keys": [...]}') from None
 
 
 def _field_of(error: str) -> str:
@@ -75,8 +147,10 @@ def dialing_routes(*, clock: Any, default_from_number: str | None = None,
         if wake is not None:
             wake(reason)
 
+    @documented(tag="dialing", path=BatchPath, body=BatchDialingRequest, ok=BatchDialingOut)
     @requires(Role.OPERATOR, account_from="handler")
     async def patch_batch_dialing(request: web.Request) -> web.Response:
+        """Change a batch's caller ids, their daily cap, its use case or its A/B agent split."""
         batch_id = request.match_info["batch_id"]
         batch = await Batch.get(batch_id)
         if batch is None:
@@ -118,10 +192,14 @@ def dialing_routes(*, clock: Any, default_from_number: str | None = None,
         fresh = await Batch.get(batch.id)
         assert fresh is not None
         out = {k: fresh.model_dump(mode="json")[k] for k in DIALING_FIELDS}
-        return web.json_response({"id": batch.id, **out, "changes": diff})
+        return web.json_response(BatchDialingOut.model_validate({"id": batch.id, **out, "changes": diff})
+                                 .model_dump(mode="json"))
 
+    @documented(tag="dialing", path=AccountPath, body=PaidRequest, other_bodies={"text/csv": PAID_CSV},
+                ok=PaidOut)
     @requires(Role.OPERATOR, account_from="path:account_id")
     async def post_paid(request: web.Request) -> web.Response:
+        """These people paid: their waiting jobs stop at once, those in a call are never dialed again."""
         account_id = request.match_info["account_id"]
         if await Account.get(account_id) is None:
             raise ApiError(404, f"no account {account_id!r}")
@@ -130,7 +208,7 @@ def dialing_routes(*, clock: Any, default_from_number: str | None = None,
             if request.content_type in ("text/csv", "text/plain"):
                 entries = paid.entries_of_csv(body.decode("utf-8-sig"))
             else:
-                entries = paid.entries_of_json(_json(body))
+                entries = _paid_keys(_json(body))
             paid.check_size(entries)
         except UnicodeDecodeError as exc:
             raise ApiError(400, f"body is not UTF-8 text: {exc}") from None
@@ -146,7 +224,7 @@ def dialing_routes(*, clock: Any, default_from_number: str | None = None,
         result = await paid.mark_paid(account_id, keys, clock.now())
         note(request, "jobs.paid", account_id, account_id, after=result.to_dict() | {"keys": len(keys)})
         woken(f"account {account_id}: {result.stopped} jobs stopped as paid")
-        return web.json_response({"keys": len(keys), **result.to_dict()})
+        return web.json_response(PaidOut.model_validate({"keys": len(keys), **result.to_dict()}).model_dump())
 
     return [web.patch("/batches/{batch_id}/dialing", patch_batch_dialing),
             web.post("/accounts/{account_id}/paid", post_paid)]

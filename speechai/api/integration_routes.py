@@ -9,12 +9,13 @@ import secrets
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from speechai.api import schemas as s
 from speechai.api.audit import note
 from speechai.api.auth import account_scope, ensure_account, principal, requires
+from speechai.api.openapi import documented
 from speechai.api.problems import ApiError, invalid
 from speechai.api.routes import cursor_key, page, parse_query, path_id
 from speechai.domain.events import EVENT_TYPES
@@ -83,6 +84,102 @@ class OpportunityQuery(s.PageQuery):
     contact_id: s.Id
 
 
+class SubscriptionPath(BaseModel):
+    sub_id: s.Id
+
+
+class DeliveryPath(BaseModel):
+    delivery_id: s.Id
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")  # a stored document: fields added later stay visible
+
+
+class SubscriptionOut(_Out):
+    id: str
+    account_id: str
+    url: str
+    events: list[str]
+    description: str = ""
+    active: bool = True
+    disabled_reason: str | None = None
+    created_ms: int
+    last_success_ms: int = 0
+    failures_in_row: int = 0
+
+
+class SubscriptionCreated(SubscriptionOut):
+    secret: str = Field(description="the signing secret: shown only in this answer")
+
+
+class SubscriptionPage(BaseModel):
+    items: list[SubscriptionOut]
+    next_cursor: str | None
+
+
+class DeliveryOut(_Out):
+    id: str
+    event_id: str
+    subscription_id: str
+    account_id: str
+    type: str
+    state: str
+    next_ms: int
+    tries: int = 0
+    attempts: list[dict[str, Any]] = Field(default_factory=list, description="the latest tries: status, "
+                                                                             "latency, error")
+    created_ms: int
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryOut]
+    next_cursor: str | None
+
+
+class Replayed(BaseModel):
+    replayed: int = Field(description="deliveries queued again")
+
+
+class EventOut(_Out):
+    id: str
+    account_id: str
+    type: str
+    at_ms: int
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None
+
+
+class ContactOut(_Out):
+    id: str
+    account_id: str
+    key: str = Field(description="the RUT, else the phone (E.164): how jobs key people")
+    name: str = ""
+    national_id: str | None = None
+    phone: str | None = None
+    created_ms: int
+
+
+class OpportunityOut(_Out):
+    id: str
+    account_id: str
+    contact_id: str
+    title: str = ""
+    status: str
+    first_call_completed: bool = False
+    first_call_attempts: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    created_ms: int
+
+
+class OpportunityPage(BaseModel):
+    items: list[OpportunityOut]
+    next_cursor: str | None
+
+
 def _events(names: list[str]) -> list[str]:
     try:
         return check_events(names)
@@ -104,14 +201,19 @@ def _doc(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _page(model: Any, query: dict[str, Any], q: s.PageQuery, shape: Any,
+def _answer(model: type[BaseModel], data: Any, status: int = 200) -> web.Response:
+    """``data`` shaped by ``model``, the schema the document shows."""
+    return web.json_response(model.model_validate(data).model_dump(mode="json"), status=status)
+
+
+async def _page(model: Any, query: dict[str, Any], q: s.PageQuery, shape: Any, out: type[BaseModel],
                 projection: dict[str, int] | None = None) -> web.Response:
     """One page of ``model``'s documents matching ``query``, by ``_id`` after the cursor."""
     if (after := cursor_key(q.cursor)) is not None:
         query = {**query, "_id": {"$gt": after}}
     rows = await model.get_pymongo_collection().find(query, projection).sort("_id", 1).limit(q.limit + 1).to_list()
     rows, nxt = page(rows, q.limit, lambda r: r["_id"])
-    return web.json_response({"items": [shape(r) for r in rows], "next_cursor": nxt})
+    return _answer(out, {"items": [shape(r) for r in rows], "next_cursor": nxt})
 
 
 def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: bool) -> list[web.RouteDef]:
@@ -137,6 +239,7 @@ def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: boo
             raise ApiError(404, f"no subscription {sid!r}")
         return raw
 
+    @documented(tag="integrations", query=s.AccountPageQuery, ok=SubscriptionPage)
     @requires(OPERATOR, VIEWER, account_from="handler")
     async def list_subscriptions(request: web.Request) -> web.Response:
         """Page of webhook subscriptions (secrets never shown)."""
@@ -145,8 +248,9 @@ def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: boo
         if (scope := q.account_id or account_scope(request)) is not None:
             ensure_account(request, scope, f"no account {scope!r}")
             query["account_id"] = scope
-        return await _page(Subscription, query, q, _public)
+        return await _page(Subscription, query, q, _public, SubscriptionPage)
 
+    @documented(tag="integrations", body=SubscriptionCreate, ok=SubscriptionCreated, ok_status=201)
     @requires(OPERATOR, account_from="handler")
     async def create_subscription(request: web.Request) -> web.Response:
         """Subscribe a URL to events; the signing secret is shown once, in this answer."""
@@ -163,14 +267,16 @@ def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: boo
         url = sub.url
         outbox.forget_subscriptions(req.account_id)
         note(request, "webhook.subscribe", req.account_id, sub.id, after={"url": url, "events": sub.events})
-        return web.json_response(_public(sub.model_dump(by_alias=True, exclude={"revision_id"}), secret=True),
-                                 status=201)
+        return _answer(SubscriptionCreated,
+                       _public(sub.model_dump(by_alias=True, exclude={"revision_id"}), secret=True), 201)
 
+    @documented(tag="integrations", path=SubscriptionPath, ok=SubscriptionOut)
     @requires(OPERATOR, VIEWER, account_from="handler")
     async def get_subscription(request: web.Request) -> web.Response:
         """One subscription: state, failures in a row, why it was disabled."""
-        return web.json_response(_public(await own_subscription(request)))
+        return _answer(SubscriptionOut, _public(await own_subscription(request)))
 
+    @documented(tag="integrations", path=SubscriptionPath, body=SubscriptionChange, ok=SubscriptionOut)
     @requires(OPERATOR, account_from="handler")
     async def change_subscription(request: web.Request) -> web.Response:
         """Change url/events/description, or enable (clears its failure run) / disable it."""
@@ -195,8 +301,9 @@ def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: boo
             outbox.forget_subscriptions(raw["account_id"])
         note(request, "webhook.change", raw["account_id"], raw["_id"],
              before={k: raw.get(k) for k in change}, after=change)
-        return web.json_response(_public({**raw, **change}))
+        return _answer(SubscriptionOut, _public({**raw, **change}))
 
+    @documented(tag="integrations", path=SubscriptionPath, ok=SubscriptionOut)
     @requires(OPERATOR, account_from="handler")
     async def delete_subscription(request: web.Request) -> web.Response:
         """Remove a subscription; its pending deliveries stop."""
@@ -206,8 +313,9 @@ def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: boo
                                                             {"$set": {"state": "disabled", "next_ms": 0}})
         outbox.forget_subscriptions(raw["account_id"])
         note(request, "webhook.delete", raw["account_id"], raw["_id"], before={"url": raw["url"]})
-        return web.json_response(_public(raw))
+        return _answer(SubscriptionOut, _public(raw))
 
+    @documented(tag="integrations", query=DeliveryQuery, ok=DeliveryPage)
     @requires(OPERATOR, VIEWER, account_from="handler")
     async def list_deliveries(request: web.Request) -> web.Response:
         """Page of a subscription's deliveries with every try's status, latency and error."""
@@ -220,8 +328,9 @@ def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: boo
             if q.state not in DELIVERY_STATES:
                 raise ApiError(422, f"state {q.state[:20]!r} is not one of {', '.join(DELIVERY_STATES)}")
             query["state"] = q.state
-        return await _page(Delivery, query, q, _doc, {"claim": 0, "claim_until_ms": 0, "claim_owner": 0})
+        return await _page(Delivery, query, q, _doc, DeliveryPage, {"claim": 0, "claim_until_ms": 0, "claim_owner": 0})
 
+    @documented(tag="integrations", path=DeliveryPath, ok=Replayed)
     @requires(OPERATOR, account_from="handler")
     async def replay_delivery(request: web.Request) -> web.Response:
         """Send one delivery again (any state); earlier tries stay on record."""
@@ -233,8 +342,9 @@ def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: boo
         note(request, "webhook.replay", raw["account_id"], did)
         if outbox.on_new is not None:
             outbox.on_new()
-        return web.json_response({"replayed": n})
+        return _answer(Replayed, {"replayed": n})
 
+    @documented(tag="integrations", path=SubscriptionPath, body=ReplayRequest, ok=Replayed, errors=(409,))
     @requires(OPERATOR, account_from="handler")
     async def replay_subscription(request: web.Request) -> web.Response:
         """Send again every delivery of a subscription in a state (default: failed)."""
@@ -248,8 +358,9 @@ def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: boo
         note(request, "webhook.replay", raw["account_id"], raw["_id"], state=req.state, replayed=n)
         if outbox.on_new is not None:
             outbox.on_new()
-        return web.json_response({"replayed": n})
+        return _answer(Replayed, {"replayed": n})
 
+    @documented(tag="integrations", query=s.AccountPageQuery, ok=EventPage)
     @requires(OPERATOR, VIEWER, account_from="handler")
     async def list_events(request: web.Request) -> web.Response:
         """Page of an account's outbox events (what was or will be delivered)."""
@@ -259,8 +370,10 @@ def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: boo
             raise ApiError(422, "account_id is required with an admin key")
         ensure_account(request, scope, f"no account {scope!r}")
         query: dict[str, Any] = {"account_id": scope}
-        return await _page(OutboxEvent, query, q, _doc)
+        return await _page(OutboxEvent, query, q, _doc, EventPage)
 
+    @documented(tag="integrations", body=ContactCreate, ok=ContactOut, ok_status=201,
+                more={200: ("The contact existed already (unchanged)", ContactOut)})
     @requires(OPERATOR, account_from="handler")
     async def create_contact(request: web.Request) -> web.Response:
         """A CRM contact, keyed as jobs key people: the RUT, else the phone (E.164)."""
@@ -288,8 +401,9 @@ def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: boo
         await ensure_subscription(req.account_id, now_ms())
         outbox.forget_subscriptions(req.account_id)
         note(request, "crm.contact", req.account_id, cid)
-        return web.json_response(_doc(existed or doc), status=200 if existed else 201)
+        return _answer(ContactOut, _doc(existed or doc), 200 if existed else 201)
 
+    @documented(tag="integrations", body=OpportunityCreate, ok=OpportunityOut, ok_status=201)
     @requires(OPERATOR, account_from="handler")
     async def create_opportunity(request: web.Request) -> web.Response:
         """An opportunity of a contact (its outbound calls become its first-call attempts)."""
@@ -304,8 +418,9 @@ def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: boo
                           title=req.title, status=req.status, created_ms=now_ms())
         await opp.insert()
         note(request, "crm.opportunity", req.account_id, opp.id)
-        return web.json_response(_doc(opp.model_dump(by_alias=True, exclude={"revision_id"})), status=201)
+        return _answer(OpportunityOut, _doc(opp.model_dump(by_alias=True, exclude={"revision_id"})), 201)
 
+    @documented(tag="integrations", query=OpportunityQuery, ok=OpportunityPage)
     @requires(OPERATOR, VIEWER, account_from="handler")
     async def list_opportunities(request: web.Request) -> web.Response:
         """A contact's opportunities with their first-call attempts."""
@@ -318,7 +433,7 @@ def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: boo
         if (after := cursor_key(q.cursor)) is not None:
             rows = [r for r in rows if r["_id"] > after]
         rows, nxt = page(rows[:q.limit + 1], q.limit, lambda r: r["_id"])
-        return web.json_response({"items": [_doc(r) for r in rows], "next_cursor": nxt})
+        return _answer(OpportunityPage, {"items": [_doc(r) for r in rows], "next_cursor": nxt})
 
     return [
         web.get("/webhooks/subscriptions", list_subscriptions),

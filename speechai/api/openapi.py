@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -22,6 +22,8 @@ from speechai.api.auth import Access, access_of
 from speechai.api.problems import PROBLEM_CONTENT_TYPE, Problem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+F = TypeVar("F", bound=Callable[..., Any])
+_DOC_ATTR = "__speechai_doc__"
 REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?}")
 # Every operation can answer these (guard, size and body checks, overload, a database outage).
@@ -49,6 +51,10 @@ class Op:
     body_content: str = "application/json"
     partial_body: type[BaseModel] | None = None  # body: any subset of this model's keys (a merge patch)
     errors: tuple[int, ...] = ()
+    path_params: type[BaseModel] | None = None  # the path parameters' schemas (else bounded strings)
+    ok_content: str = "application/json"  # a success that is not JSON: text/plain, a download
+    ok_schema: dict[str, Any] | None = None  # its schema when ``ok`` is no model (non-JSON content)
+    other_bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # content type -> schema
     # other answers: status -> (description, model or None for any JSON object[, content type])
     more: dict[int, tuple[Any, ...]] = field(default_factory=dict)
 
@@ -60,8 +66,54 @@ class Op:
         return web.route(self.method, self.path, self.handler)
 
 
-def extra_op(route: web.RouteDef) -> Op:
-    """An operation for a route another module passes in: documented from its handler's docstring."""
+@dataclass(frozen=True)
+class Doc:
+    """What a route of another module declares about itself (:func:`documented`); every field optional."""
+
+    summary: str | None = None
+    tag: str | None = None
+    query: type[BaseModel] | None = None
+    path: type[BaseModel] | None = None
+    body: type[BaseModel] | dict[str, Any] | None = None
+    body_content: str = "application/json"
+    other_bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ok: type[BaseModel] | None = None
+    ok_status: int = 200
+    ok_content: str = "application/json"
+    ok_schema: dict[str, Any] | None = None
+    errors: tuple[int, ...] = ()
+    more: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+
+
+def documented(**fields: Any) -> Callable[[F], F]:
+    """Declare a handler's models (the fields of :class:`Doc`) where it is defined, next to the code that
+    validates with them; :func:`extra_op` documents the route from them."""
+    doc = Doc(**fields)
+
+    def mark(handler: F) -> F:
+        setattr(handler, _DOC_ATTR, doc)
+        return handler
+
+    return mark
+
+
+def doc_of(handler: Any) -> Doc | None:
+    found = getattr(handler, _DOC_ATTR, None)
+    return found if isinstance(found, Doc) else None
+
+
+def extra_op(route: web.RouteDef, **overrides: Any) -> Op:
+    """An operation for a route another module passes in: documented from what its handler declares
+    (:func:`documented`, or ``overrides``: the same fields), else from its docstring alone."""
+    declared = doc_of(route.handler)
+    if declared is not None or overrides:
+        d = replace(declared or Doc(), **overrides)
+        lines = (route.handler.__doc__ or "").strip().splitlines()
+        summary = d.summary or (lines[0] if lines else f"{route.method} {route.path}")
+        return Op(route.method, route.path, route.handler, summary, d.tag or "extra", ok=d.ok,
+                  ok_status=d.ok_status, query=d.query, body=d.body, body_content=d.body_content,
+                  errors=d.errors, more=dict(d.more), path_params=d.path, ok_content=d.ok_content,
+                  ok_schema=d.ok_schema, other_bodies=dict(d.other_bodies))
     doc = (route.handler.__doc__ or "").strip().splitlines()
     summary = doc[0] if doc else f"{route.method} {route.path}"
     body: dict[str, Any] | None = None
@@ -86,6 +138,8 @@ def build_document(ops: Iterable[Op], *, title: str, version: str) -> dict[str, 
         wanted += [(m[1], "serialization") for m in op.more.values() if m[1] is not None]
         if op.query is not None:
             wanted.append((op.query, "validation"))
+        if op.path_params is not None:
+            wanted.append((op.path_params, "validation"))
         if isinstance(op.body, type):
             wanted.append((op.body, "validation"))
         if op.partial_body is not None:
@@ -126,8 +180,11 @@ def _operation(op: Op, keys: dict[Any, Any], components: dict[str, Any]) -> dict
     }
     if access.public:
         out["security"] = []
-    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1,
-                                                                        "maxLength": 256}}
+    declared: dict[str, Any] = {}
+    if op.path_params is not None:
+        declared = components[_ref(keys, op.path_params, "validation")["$ref"].rsplit("/", 1)[1]].get("properties", {})
+    params = [{"name": name, "in": "path", "required": True,
+               "schema": declared.get(name, {"type": "string", "minLength": 1, "maxLength": 256})}
               for name in _PATH_PARAM.findall(op.path)]
     if op.query is not None:
         ref = _ref(keys, op.query, "validation")["$ref"].rsplit("/", 1)[1]
@@ -146,11 +203,16 @@ def _operation(op: Op, keys: dict[Any, Any], components: dict[str, Any]) -> dict
             "description": f"JSON merge-patch of {name}: keys left out keep their value"})}
     elif op.body is not None:
         schema = _ref(keys, op.body, "validation") if isinstance(op.body, type) else op.body
-        out["requestBody"] = {"required": True, "content": _content(schema, op.body_content)}
+        content = _content(schema, op.body_content)
+        for kind, other in op.other_bodies.items():
+            content.update(_content(other, kind))
+        out["requestBody"] = {"required": True, "content": content}
     responses: dict[str, Any] = {}
     if op.ok is not None:
         responses[str(op.ok_status)] = {"description": "Success",
-                                        "content": _content(_ref(keys, op.ok, "serialization"))}
+                                        "content": _content(_ref(keys, op.ok, "serialization"), op.ok_content)}
+    elif op.ok_schema is not None:
+        responses[str(op.ok_status)] = {"description": "Success", "content": _content(op.ok_schema, op.ok_content)}
     for status, (text, model, *kind) in op.more.items():
         content_type = kind[0] if kind else "application/json"
         if content_type is None:  # a format this document does not describe

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 
 RATE_PER_S = 50.0  # sustained requests per second per key
 BURST = 200  # requests a key may send at once after being idle
+# Failed authentications per client address: a person mistyping a token never reaches this; a
+# bad-token flood is answered 429 (with Retry-After) instead of 401.
+AUTH_FAILURE_PER_S = 5.0
+AUTH_FAILURE_BURST = 20
 _MAX_KEYS = 10_000  # buckets kept; the oldest idle ones are dropped past it (a dropped bucket is full)
 
 

@@ -33,6 +33,7 @@ from speechai.api.auth import (
     ensure_account,
     principal,
     public,
+    register_account_resolver,
     requires,
     revoke_key,
 )
@@ -216,39 +217,78 @@ def _job_cursor(position: int, row: dict[str, Any]) -> str:
     return encode_cursor(f"{position}:{row['_id']}")
 
 
-async def _job_page(query: dict[str, Any], fields: dict[str, int], limit: int, after: str | None,
-                    cursor: str) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of jobs in ``_id`` order after the cursor's anchor (position, last id).
+# With a filter checked in Python (``outcome``: the last attempt's), one page reads at most this many
+# candidate rows; past it the page is short, and its cursor continues after the last row read.
+JOB_SCAN_MAX = 5000
+JOB_SCAN_CHUNK = 500
+
+
+def _job_anchor(after: str | None, cursor: str) -> tuple[int, ObjectId | None]:
+    if after is None:
+        return 0, None
+    text_pos, _, text_id = after.partition(":")
+    try:
+        position, anchor = int(text_pos), ObjectId(text_id)
+    except (InvalidId, TypeError, ValueError):
+        raise ApiError(422, f"cursor {cursor[:80]!r} is not one this endpoint returned") from None
+    if not 0 < position < 10**12:
+        raise ApiError(422, f"cursor {cursor[:80]!r} is not one this endpoint returned")
+    return position, anchor
+
+
+async def _rows_after(query: dict[str, Any], fields: dict[str, int], n: int, position: int,
+                      anchor: ObjectId | None) -> tuple[list[dict[str, Any]], int]:
+    """Up to ``n`` jobs of ``query`` in ``_id`` order after ``anchor``, and the anchor's position (the
+    rows read are at positions position+1, position+2 ...).
 
     The embedded server answers an ``_id`` range with a scan of the whole collection, but the equality
-    filters, sorted by ``_id`` with a skip, from their index (DESIGN.md section 6). So the page is read
+    filters, sorted by ``_id`` with a skip, from their index (DESIGN.md section 6). So the rows are read
     by position and kept only when the row at the anchor's position is still the anchor: the rows after
     it are then exactly those with a greater ``_id``, each once. When inserts or deletes moved the anchor,
-    the page is read by the ``_id`` range instead (same rows, slower)."""
+    they are read by the ``_id`` range instead (same rows, slower)."""
     coll = Job.get_pymongo_collection()
-    position, anchor = 0, None
-    if after is not None:
-        text_pos, _, text_id = after.partition(":")
-        try:
-            position, anchor = int(text_pos), ObjectId(text_id)
-        except (InvalidId, TypeError, ValueError):
-            raise ApiError(422, f"cursor {cursor[:80]!r} is not one this endpoint returned") from None
-        if not 0 < position < 10**12:
-            raise ApiError(422, f"cursor {cursor[:80]!r} is not one this endpoint returned")
-    rows: list[dict[str, Any]] | None = None
     if anchor is None:
-        rows = await coll.find(query, fields).sort("_id", 1).limit(limit + 1).to_list()
-    else:
-        found = await coll.find(query, fields).sort("_id", 1).skip(position - 1).limit(limit + 2).to_list()
-        if found and found[0]["_id"] == anchor:
-            rows = found[1:]
-        else:
-            rows = await coll.find({**query, "_id": {"$gt": anchor}}, fields).sort("_id", 1).limit(limit + 1).to_list()
-            position = 0 if not rows else await _position(query, anchor)
-    if len(rows) <= limit:
-        return rows, None
-    rows = rows[:limit]
-    return rows, _job_cursor(position + limit, rows[-1])
+        return await coll.find(query, fields).sort("_id", 1).limit(n).to_list(), 0
+    found = await coll.find(query, fields).sort("_id", 1).skip(position - 1).limit(n + 1).to_list()
+    if found and found[0]["_id"] == anchor:
+        return found[1:], position
+    rows = await coll.find({**query, "_id": {"$gt": anchor}}, fields).sort("_id", 1).limit(n).to_list()
+    return rows, (0 if not rows else await _position(query, anchor))
+
+
+async def _job_page(query: dict[str, Any], fields: dict[str, int], limit: int, after: str | None,
+                    cursor: str, keep: Callable[[dict[str, Any]], bool] | None = None
+                    ) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of jobs in ``_id`` order after the cursor's anchor (position, last id).
+
+    ``keep``: a check the query cannot express, applied to the rows it selects. The cursor then names
+    the last row *read* (kept or not), so the next page starts right after it: each matching job is
+    shown once, and one request reads at most ``JOB_SCAN_MAX`` rows (a short or empty page with a
+    ``next_cursor`` means: more may follow)."""
+    position, anchor = _job_anchor(after, cursor)
+    if keep is None:
+        rows, position = await _rows_after(query, fields, limit + 1, position, anchor)
+        if len(rows) <= limit:
+            return rows, None
+        rows = rows[:limit]
+        return rows, _job_cursor(position + limit, rows[-1])
+    kept: list[tuple[int, dict[str, Any]]] = []
+    scanned = 0
+    while True:
+        chunk = min(JOB_SCAN_CHUNK, JOB_SCAN_MAX - scanned)
+        rows, position = await _rows_after(query, fields, chunk, position, anchor)
+        for i, row in enumerate(rows, 1):
+            if keep(row):
+                kept.append((position + i, row))
+                if len(kept) > limit:  # one more than the page: there is a next page
+                    last_pos, last = kept[limit - 1]
+                    return [r for _, r in kept[:limit]], _job_cursor(last_pos, last)
+        scanned += len(rows)
+        if len(rows) < chunk:  # nothing more to read
+            return [r for _, r in kept], None
+        position, anchor = position + len(rows), rows[-1]["_id"]
+        if scanned >= JOB_SCAN_MAX:
+            return [r for _, r in kept], _job_cursor(position, rows[-1])
 
 
 async def _position(query: dict[str, Any], anchor: ObjectId) -> int:
@@ -257,6 +297,12 @@ async def _position(query: dict[str, Any], anchor: ObjectId) -> int:
         [{"$match": {**query, "_id": {"$lte": anchor}}}, {"$count": "n"}])
     got = await rows.to_list()
     return int(got[0]["n"]) if got else 0
+
+
+def _last_outcome(row: dict[str, Any]) -> str | None:
+    attempts = row.get("attempts") or []
+    last = attempts[-1] if attempts else None
+    return last.get("outcome") if isinstance(last, dict) else None
 
 
 def job_summary(job: Job) -> dict[str, Any]:
@@ -328,6 +374,8 @@ class Routes:
                more={202: ("In flight: cancelled once the live call ends", s.JobActionOut)}),
             Op("GET", "/accounts", r.list_accounts, "Page of accounts", "accounts", ok=s.AccountPage,
                query=s.PageQuery),
+            Op("POST", "/accounts", r.create_account, "Create an account", "accounts", ok=s.AccountOut,
+               ok_status=201, body=s.AccountCreateRequest, errors=(409,)),
             Op("GET", "/accounts/{account_id}", r.get_account, "An account and its balances", "accounts",
                ok=s.AccountOut),
             Op("PUT", "/accounts/{account_id}/settings", r.patch_account_settings, "Set account limits",
@@ -406,7 +454,8 @@ class Routes:
             raise ApiError(409, f"batch {batch.id!r} is cancelled")
         if batch.status == BatchStatus.LOADING:
             raise ApiError(409, f"batch {batch.id!r} is still loading")
-        reason = f"{status.value} by operator"  # the key that did it is in the audit log
+        # who did it, at a glance (the audit log has the rest)
+        reason = f"{status.value} by operator (key {principal(request).key_id})"
         await Batch.get_pymongo_collection().update_one(
             {"_id": batch.id}, {"$set": {"status": status.value, "status_reason": reason}})
         note(request, f"batch.{ {'paused': 'pause', 'active': 'resume', 'cancelled': 'cancel'}[status.value]}",
@@ -454,7 +503,7 @@ class Routes:
              before={k: b for k, (b, _) in changes.items()}, after={k: a for k, (_, a) in changes.items()})
         return answer(s.BatchSettingsOut, {"id": batch.id, "call_settings": after, "changes": shown})
 
-    @requires(OPERATOR, account_from="handler")
+    @requires(OPERATOR, account_from="handler", body_account="account_id")
     async def create_batch(self, request: web.Request) -> web.Response:
         """Rows as JSON objects (column header → cell), loaded by the spreadsheet loader: the same column
         matching, normalization, validation and summary as an upload. A batch id already used by another
@@ -505,8 +554,12 @@ class Routes:
     @requires(OPERATOR, VIEWER, account_from="query:account_id")
     async def list_jobs(self, request: web.Request) -> web.Response:
         """Jobs in ``_id`` order. Equality filters use the indexes (``batch_id`` with ``state``, ``person_key``
-        for ``rut``; ``updated_from_ms``/``updated_to_ms`` the integer ``sync_ms`` index); ``phone`` and
-        ``outcome`` (any attempt's outcome) are checked on the rows those select."""
+        for ``rut``; ``updated_from_ms``/``updated_to_ms`` the integer ``sync_ms`` index); ``phone`` is
+        checked on the rows those select. ``outcome`` is the last attempt's: the query selects jobs with
+        an attempt of that outcome, and the last one is checked here (``_job_page``'s ``keep``).
+
+        ``attempts`` is projected whole: the embedded server answers a dotted projection into an array
+        (``attempts.outcome``) with no ``attempts`` at all, and has no ``$slice`` projection."""
         q = parse_query(request, s.JobQuery)
         after = cursor_key(q.cursor)
         query: dict[str, Any] = {}
@@ -536,8 +589,15 @@ class Routes:
             except ValueError as exc:
                 raise ApiError(422, f"phone: {exc}",
                                problems=[{"field": "phone", "value": q.phone, "error": str(exc)}]) from None
+        keep: Callable[[dict[str, Any]], bool] | None = None
         if q.outcome is not None:
-            query["attempts.outcome"] = q.outcome
+            query["attempts.outcome"] = q.outcome  # any attempt: narrows the rows read to the candidates
+            wanted = q.outcome
+
+            def last_is_wanted(row: dict[str, Any]) -> bool:
+                return _last_outcome(row) == wanted
+
+            keep = last_is_wanted
         window: dict[str, int] = {}
         if q.updated_from_ms is not None:
             window["$gte"] = q.updated_from_ms
@@ -546,13 +606,13 @@ class Routes:
         if window:
             query["sync_ms"] = window
         fields = {"account_id": 1, "batch_id": 1, "person_key": 1, "name": 1, "state": 1, "version": 1,
-                  "next_try_ms": 1, "sync_ms": 1, "attempts_counted": 1, "attempts.outcome": 1, "last_reason": 1}
-        rows, next_cursor = await _job_page(query, fields, q.limit, after, q.cursor or "")
+                  "next_try_ms": 1, "sync_ms": 1, "attempts": 1, "last_reason": 1}
+        rows, next_cursor = await _job_page(query, fields, q.limit, after, q.cursor or "", keep)
         items = [{"id": str(row["_id"]), "account_id": row["account_id"], "batch_id": row["batch_id"],
                   "person_key": row.get("person_key", ""), "name": row.get("name", ""), "state": row["state"],
                   "version": row.get("version", 0), "next_try_ms": row.get("next_try_ms", 0),
                   "sync_ms": row.get("sync_ms", 0), "attempts": len(row.get("attempts") or []),
-                  "outcome": ((row.get("attempts") or [{}])[-1] or {}).get("outcome"),
+                  "outcome": _last_outcome(row),
                   "last_reason": row.get("last_reason")} for row in rows]
         return answer(s.JobPage, {"items": items, "next_cursor": next_cursor})
 
@@ -595,6 +655,12 @@ class Routes:
         body = await self._body(request, s.RetryRequest)
         who = principal(request)
         before: dict[str, Any] = {}
+        job = await self._job(request)
+        # a job of a batch that will never dial again would wait as pending for ever
+        batch = await Batch.get_pymongo_collection().find_one({"_id": job.batch_id}, {"status": 1})
+        if batch is None or batch.get("status") == BatchStatus.CANCELLED.value:
+            state = "gone" if batch is None else "cancelled"
+            raise ApiError(409, f"job {job.id}: its batch {job.batch_id!r} is {state}; it would never be dialed")
 
         def change(job: Job) -> None:
             before.update(job_summary(job))
@@ -691,23 +757,48 @@ class Routes:
         rows, next_cursor = page(rows, q.limit, lambda a: a.id)
         return answer(s.AccountPage, {"items": [a.model_dump(mode="json") for a in rows], "next_cursor": next_cursor})
 
+    @requires()
+    async def create_account(self, request: web.Request) -> web.Response:
+        """Admin keys only. An id already used is 409 (its settings are left as they are)."""
+        body = await self._body(request, s.AccountCreateRequest)
+        account = Account(id=body.id, name=body.name, plan=body.plan, max_concurrent_calls=body.max_concurrent_calls,
+                          daily_call_limit=body.daily_call_limit)
+        try:
+            await account.insert()
+        except DuplicateKeyError:
+            raise ApiError(409, f"account {body.id!r} exists; change it with PATCH /accounts/{{id}}/settings") \
+                from None
+        note(request, "account.create", account.id, account.id,
+             after=body.model_dump(mode="json", exclude={"id"}))
+        log.warning("account_created", account_id=account.id, key_id=principal(request).key_id, plan=body.plan.value)
+        return answer(s.AccountOut, account.model_dump(mode="json"), status=201)
+
     @requires(OPERATOR, VIEWER, BILLING, account_from="path:account_id")
     async def get_account(self, request: web.Request) -> web.Response:
         account = await self._account(request)
         return answer(s.AccountOut, account.model_dump(mode="json"))
 
-    @requires(OPERATOR, account_from="path:account_id")
+    @requires(OPERATOR, BILLING, account_from="path:account_id")
     async def patch_account_settings(self, request: web.Request) -> web.Response:
         """Set ``max_concurrent_calls`` and/or ``daily_call_limit`` (null: no daily limit), and the dialing
         controls of docs/dialing.md (bounds: ``speechai.dialing.limits``; an empty ``chile_rule_override``
-        clears it)."""
+        clears it). ``plan`` is billing's: an admin or billing key sets it, an operator key may not; a
+        billing key sets nothing else."""
         account = await self._account(request)
         raw = await self._json_object(request)
         try:
             given = s.AccountSettingsRequest.model_validate(raw)
         except ValidationError as exc:
             raise invalid(exc) from None
-        body, problems = account_update(account, given.model_dump(include=set(raw)))
+        who = principal(request)
+        if who.role == BILLING and set(raw) - {"plan"}:
+            raise ApiError(403, f"a billing key may change only plan, not {', '.join(sorted(set(raw) - {'plan'}))}")
+        if who.role == OPERATOR and "plan" in raw:
+            raise ApiError(403, "plan is changed by an admin or billing key, not an operator key")
+        if "plan" in raw and given.plan is None:
+            raise ApiError(422, "plan must be one of unlimited, credits, minutes, got None",
+                           problems=[{"field": "plan", "value": None, "error": "may not be null"}])
+        body, problems = account_update(account, given.model_dump(mode="json", include=set(raw)))
         if problems:
             raise ApiError(422, "; ".join(p["error"] for p in problems), problems=problems)
         if body.get("max_concurrent_calls", 0) is None:
@@ -836,6 +927,25 @@ class Routes:
         rows = await AuditEntry.find(query).sort("+seq").limit(q.limit + 1).to_list()
         rows, next_cursor = page(rows, q.limit, lambda e: str(e.seq))
         return answer(s.AuditPage, {"items": [e.model_dump(mode="json") for e in rows], "next_cursor": next_cursor})
+
+
+async def _batch_account(batch_id: str) -> str | None:
+    row = await Batch.get_pymongo_collection().find_one({"_id": batch_id}, {"account_id": 1})
+    return None if row is None else row.get("account_id")
+
+
+async def _job_account(job_id: str) -> str | None:
+    try:
+        oid = ObjectId(job_id)
+    except (InvalidId, TypeError):
+        return None
+    row = await Job.get_pymongo_collection().find_one({"_id": oid}, {"account_id": 1})
+    return None if row is None else row.get("account_id")
+
+
+# A key refused by its role still gets 404 for another account's batch or job (speechai.api.auth).
+register_account_resolver("batch_id", "batch", _batch_account)
+register_account_resolver("job_id", "job", _job_account)
 
 
 def _key_out(key: ApiKey) -> dict[str, Any]:

@@ -84,7 +84,9 @@ class JobQuery(AccountPageQuery):
     state: JobState | None = None
     rut: Annotated[str, Field(max_length=20)] | None = Field(None, description="national id, e.g. 12345678-5")
     phone: Annotated[str, Field(max_length=40)] | None = Field(None, description="E.164 or national form")
-    outcome: Annotated[str, Field(max_length=64)] | None = Field(None, description="outcome of the last attempt")
+    outcome: Annotated[str, Field(max_length=64)] | None = Field(
+        None, description="outcome of the job's last attempt (exact); a page may then be short: follow "
+                          "next_cursor until it is null")
     updated_from_ms: Annotated[int, Field(ge=0, le=2**53)] | None = None
     updated_to_ms: Annotated[int, Field(ge=0, le=2**53)] | None = None
 
@@ -102,7 +104,26 @@ class CallerIdIn(Strict):
     region: Annotated[StrictStr, Field(max_length=16, description='where it is local: "415", "RM"')] | None = None
 
 
+MaxConcurrentCalls = Annotated[StrictInt, Field(ge=ACCOUNT_LIMITS["max_concurrent_calls"][0],
+                                                le=ACCOUNT_LIMITS["max_concurrent_calls"][1])]
+DailyCallLimit = Annotated[StrictInt, Field(ge=ACCOUNT_LIMITS["daily_call_limit"][0],
+                                            le=ACCOUNT_LIMITS["daily_call_limit"][1],
+                                            description="null: no daily limit")]
+
+
+class AccountCreateRequest(Strict):
+    """A new account (admin keys only); balances start at 0 (``POST /accounts/{id}/topup``)."""
+
+    id: Annotated[StrictStr, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
+                                   description="the account's slug: letters, digits, _ . -")]
+    name: Annotated[StrictStr, Field(max_length=200)] = ""
+    plan: Plan = Field(Plan.UNLIMITED, description="unlimited, credits (cents) or minutes")
+    max_concurrent_calls: MaxConcurrentCalls = 20
+    daily_call_limit: DailyCallLimit | None = None
+
+
 class AccountSettingsRequest(Strict):
+    plan: Plan | None = Field(None, description="admin or billing keys only; a billing key may set only this")
     max_concurrent_calls: Annotated[StrictInt, Field(ge=ACCOUNT_LIMITS["max_concurrent_calls"][0],
                                                      le=ACCOUNT_LIMITS["max_concurrent_calls"][1])] | None = None
     daily_call_limit: Annotated[StrictInt, Field(ge=ACCOUNT_LIMITS["daily_call_limit"][0],

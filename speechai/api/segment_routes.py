@@ -12,10 +12,11 @@ import json
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from speechai.api.audit import note
 from speechai.api.auth import ensure_account, requires
+from speechai.api.openapi import documented
 from speechai.api.problems import ApiError, invalid
 from speechai.domain.segments import SegmentRule, check_rules, validate_rules
 from speechai.runtime.scheduler import Wake
@@ -26,6 +27,34 @@ from speechai.store.models import Batch, BatchStatus
 
 MAX_BODY_BYTES = 256 * 2**10
 MAX_ID_CHARS = 256
+
+
+class BatchPath(BaseModel):
+    batch_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+
+
+class SegmentsRequest(BaseModel):
+    """The batch's whole segmentation; ``[]``: no segments."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segments: list[SegmentRule]
+
+
+class SegmentsOut(BaseModel):
+    id: str
+    segments: list[dict[str, Any]] = Field(description="the rules as stored (defaults left out)")
+    undialed_by_segment: dict[str, int] = Field(description="jobs not yet dialed per segment ('': none)")
+
+
+class SegmentsChanged(BaseModel):
+    id: str
+    segments: list[dict[str, Any]]
+    warnings: list[str]
+    changed: int = Field(description="jobs not yet dialed whose segment changed")
+    unchanged: int
+    skipped: int = Field(description="claimed for a dial meanwhile: left as they were")
+    by_segment: dict[str, int]
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -48,10 +77,10 @@ async def _rules(request: web.Request) -> list[SegmentRule]:
         body = parse_json(await read_body(request, MAX_BODY_BYTES), int64=False)
     except JsonBodyError as exc:
         raise ApiError(400, str(exc)) from None
-    if not isinstance(body, dict) or set(body) != {"segments"} or not isinstance(body["segments"], list):
+    if not isinstance(body, dict):
         raise ApiError(400, 'body must be {"segments": [rules]}')
-    try:
-        return check_rules(body["segments"])
+    try:  # each rule, then the rules as one segmentation (names distinct, one default …)
+        return check_rules(SegmentsRequest.model_validate(body).segments)
     except ValidationError as exc:
         raise invalid(exc, "invalid segments") from None
 
@@ -63,6 +92,7 @@ def _dumped(rules: list[SegmentRule]) -> list[dict[str, Any]]:
 def segment_routes(*, scheduler_ref: Any) -> list[web.RouteDef]:
     """``scheduler_ref``: told to re-read batches after a change (as the settings routes do)."""
 
+    @documented(tag="segments", path=BatchPath, ok=SegmentsOut)
     @requires(Role.OPERATOR, Role.VIEWER, account_from="handler")
     async def get_segments(request: web.Request) -> web.Response:
         """The batch's segment rules and its not-yet-dialed jobs per segment."""
@@ -71,8 +101,11 @@ def segment_routes(*, scheduler_ref: Any) -> list[web.RouteDef]:
         for row in await undialed_rows(batch.id):
             key = row.get("segment") or ""
             waiting[key] = waiting.get(key, 0) + 1
-        return _json({"id": batch.id, "segments": _dumped(batch.segments), "undialed_by_segment": waiting})
+        return _json(SegmentsOut(id=batch.id, segments=_dumped(batch.segments),
+                                 undialed_by_segment=waiting).model_dump(mode="json"))
 
+    @documented(tag="segments", path=BatchPath, body=SegmentsRequest, ok=SegmentsChanged,
+                errors=(409,))
     @requires(Role.OPERATOR, account_from="handler")
     async def put_segments(request: web.Request) -> web.Response:
         """Replace the batch's rules and re-segment its jobs not yet dialed; says how many changed."""
@@ -93,8 +126,9 @@ def segment_routes(*, scheduler_ref: Any) -> list[web.RouteDef]:
         scheduler_ref.tell_nowait(Wake(f"batch {batch.id} segments changed"))
         note(request, "batch.segments", batch.account_id, batch.id, before={"segments": before},
              after={"segments": _dumped(rules)}, **result.to_dict())
-        return _json({"id": batch.id, "segments": _dumped(rules), "warnings": [str(w) for w in warnings],
-                      **result.to_dict()})
+        return _json(SegmentsChanged.model_validate({
+            "id": batch.id, "segments": _dumped(rules), "warnings": [str(w) for w in warnings],
+            **result.to_dict()}).model_dump(mode="json"))
 
     return [web.get("/batches/{batch_id}/segments", get_segments),
             web.put("/batches/{batch_id}/segments", put_segments)]

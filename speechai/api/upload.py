@@ -20,10 +20,13 @@ from types import SimpleNamespace
 from typing import Any
 
 from aiohttp import BodyPartReader, web
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Json, TypeAdapter, ValidationError
 
 from actors.clock import Clock
+from speechai.api.audit import note
 from speechai.api.auth import ensure_account, requires
+from speechai.api.openapi import documented
+from speechai.api.schemas import LoadOut
 from speechai.dialing.limits import batch_errors
 from speechai.domain.settings import CallSettings, merge_settings
 from speechai.loader.errors import LimitError, LoadError, MissingColumnsError, UnreadableFileError
@@ -39,6 +42,32 @@ _TEXT_FIELDS = ("account", "batch_id", "format", "name", "sheet", "agent_id", "f
 _JSON_FIELDS = ("call_settings", "options", "segments")  # segments: a JSON list
 _DIALING_OPTIONS = ("use_case", "caller_ids", "caller_id_daily_cap")
 _POOL = TypeAdapter(list[CallerId])
+
+
+class UploadFields(BaseModel):
+    """The form's text fields (the JSON ones are read apart: a JSON error is a 400 naming the field)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account: str = Field(min_length=1, max_length=256, description="the account the batch belongs to")
+    batch_id: str = Field(min_length=1, max_length=256)
+    format: str | None = Field(None, min_length=1, max_length=100, description="a use-case format name")
+    name: str | None = Field(None, min_length=1, max_length=500)
+    sheet: str | None = Field(None, min_length=1, max_length=500, description="the workbook's sheet to read")
+    agent_id: str | None = Field(None, min_length=1, max_length=200)
+    from_number: str | None = Field(None, min_length=1, max_length=40)
+
+
+class UploadForm(UploadFields):
+    """``multipart/form-data``: the file and the batch's settings."""
+
+    file: bytes = Field(description=f"the spreadsheet ({', '.join(SUFFIXES)}; the part's filename names the "
+                                    f"type), at most {MAX_UPLOAD_BYTES // 2**20} MiB")
+    call_settings: Json[dict[str, Any]] | None = Field(None, description="JSON object: the batch's call settings")
+    options: Json[dict[str, Any]] | None = Field(
+        None, description="JSON object: other BatchSource keys (accept_partial, columns …) and use_case, "
+                          "caller_ids, caller_id_daily_cap")
+    segments: Json[list[dict[str, Any]]] | None = Field(None, description="JSON list of segment rules")
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -132,8 +161,12 @@ def upload_routes(*, clock: Clock, report_dir: Path, default_settings: CallSetti
                   default_from_number: str | None = None) -> list[web.RouteDef]:
     """``default_settings`` (the config's ``[call_settings]``): the upload's call settings override them.
     ``default_from_number`` (``retell.from_number``): what a batch without a number of its own calls from."""
+    @documented(tag="batches", body=UploadForm, body_content="multipart/form-data", ok=LoadOut,
+                summary="Load a batch from a spreadsheet (.xlsx/.csv)")
     @requires(Role.OPERATOR, account_from="handler")
     async def upload(request: web.Request) -> web.Response:
+        """Load a batch from a spreadsheet: 200 with the load summary; 422 with the summary when rows were
+        rejected (nothing loaded)."""
         with tempfile.TemporaryDirectory(prefix="speechai-upload-") as tmp_dir:
             received = await _receive(request, Path(tmp_dir))
             if isinstance(received, web.Response):
@@ -146,6 +179,10 @@ def upload_routes(*, clock: Clock, report_dir: Path, default_settings: CallSetti
                 return _error(400, f"missing field(s): {', '.join(missing)}")
             # an operator key uploads into its own account only; another account looks like none
             ensure_account(request, fields["account"], f"no account {fields['account']!r}")
+            try:
+                UploadFields.model_validate({k: fields[k] for k in _TEXT_FIELDS if k in fields})
+            except ValidationError as exc:
+                return _error(422, f"invalid form field(s): {_validation_message(exc)}")
             options = fields.pop("options", {})
             try:
                 dialing = _dialing(options)
@@ -176,6 +213,10 @@ def upload_routes(*, clock: Clock, report_dir: Path, default_settings: CallSetti
         body = summary.to_dict()
         if not summary.ok:
             body["error"] = f"{body['rejected_rows']} row(s) rejected; nothing was loaded"
-        return web.json_response(body, status=200 if summary.ok else 422)
+            return web.json_response(body, status=422)
+        # the account's GET /audit lists the load, naming the batch
+        note(request, "batch.upload", source.account, source.batch_id,
+             after={k: body[k] for k in ("rows", "people", "jobs_created", "rejected_rows")}, format=body["format"])
+        return web.json_response(LoadOut.model_validate(body).model_dump(mode="json"))
 
     return [web.post("/batches/upload", upload)]

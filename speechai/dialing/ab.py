@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from speechai.store.models import AgentArm, Job
 
 MIN_ARMS, MAX_ARMS = 2, 4
+MAX_WEIGHT = 1_000_000  # a weight is relative: a larger one is a typo, and sums must stay exact
 MIN_PEOPLE_PER_ARM = 30  # below this, a difference is "not significant yet"
 Z95 = 1.959964
 
@@ -25,9 +26,9 @@ def check_split(arms: Sequence[AgentArm]) -> list[AgentArm]:
     ids = [a.agent_id for a in arms]
     if len(set(ids)) != len(ids) or not all(ids):
         raise ValueError(f"agent_split agent ids must be distinct and non-empty, got {ids}")
-    bad = [a.weight for a in arms if not (a.weight > 0 and math.isfinite(a.weight))]
+    bad = [a.weight for a in arms if not (0 < a.weight <= MAX_WEIGHT and math.isfinite(a.weight))]
     if bad:
-        raise ValueError(f"agent_split weights must be positive numbers, got {bad}")
+        raise ValueError(f"agent_split weights must be positive numbers up to {MAX_WEIGHT}, got {bad}")
     return list(arms)
 
 

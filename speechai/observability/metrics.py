@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import monitoring
 
+from speechai.api.openapi import documented
 from speechai.observability import events
 from speechai.store.models import Account, Batch, BatchStatus, Job, JobState
 
@@ -250,6 +251,8 @@ def metrics_routes(*, instance_id: str, rt: Any = None, scheduler: Any = None) -
     """``GET /metrics`` (behind the control token: configure the scraper with it as a bearer token)."""
     metrics = RuntimeMetrics(instance_id=instance_id, rt=rt, scheduler=scheduler)
 
+    @documented(tag="service", ok_content="text/plain",
+                ok_schema={"type": "string", "description": "Prometheus text exposition format 0.0.4"})
     async def handler(request: web.Request) -> web.Response:
         """Prometheus metrics of this instance (text exposition format)."""
         body = await metrics.render()

@@ -10,15 +10,20 @@ Input limits (docs/operations.md, "Input limits"): JSON bodies at most ``JSON_MA
 strictly (``webhooks.parse_json``); the upload route up to its file limit plus form fields; webhooks
 ``WEBHOOK_MAX_BYTES``. A request is refused with 503 past ``max_concurrent_requests`` at once and
 cancelled past its timeout; an idle or half-sent connection is closed after ``keepalive_timeout_s``.
+At most ``max_connections`` connections are open: past it a new one evicts the oldest connection with
+no request in progress (idle or half-sent), or, when every one is busy, is answered 503 and closed.
+Failed authentication is rate-limited per client address (429 with ``Retry-After``).
 No answer is a bare 500: bad input is a 4xx naming the problem; an unavailable database is a 503.
 Every error is RFC 9457 problem details (``speechai.api.problems``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -38,12 +43,13 @@ from speechai.api.auth import (
     account_in_request,
     allowed,
     authenticate,
+    foreign_thing,
     public,
     requires,
 )
 from speechai.api.openapi import Op, build_document, docs_response, document_response, extra_op
-from speechai.api.problems import ApiError, problem
-from speechai.api.ratelimit import BURST, RATE_PER_S, RateLimiter
+from speechai.api.problems import ApiError, problem, problem_body
+from speechai.api.ratelimit import AUTH_FAILURE_BURST, AUTH_FAILURE_PER_S, BURST, RATE_PER_S, RateLimiter
 from speechai.api.routes import DEFERRED_CANCEL_EVERY_S, Routes
 from speechai.api.schemas import PAGE_DEFAULT, PAGE_MAX, do_not_call_key
 from speechai.api.upload import MAX_UPLOAD_BYTES
@@ -65,11 +71,14 @@ UPLOAD_MAX_BYTES = MAX_UPLOAD_BYTES + 2**20
 # aiohttp's own cap on request.read()/post(); every route of this app reads with a smaller cap itself.
 APP_MAX_BYTES = 20 * 2**20
 REQUEST_TIMEOUT_S = 30.0
-UPLOAD_TIMEOUT_S = 900.0  # a 100,000-row load takes about 80 s on two cores
+UPLOAD_TIMEOUT_S = 900.0  # a 100,000-row load takes about 80 s on two cores; reports get it too
 KEEPALIVE_TIMEOUT_S = 15.0
 LINGERING_TIME_S = 2.0
 # Webhook bursts of thousands of live calls fit; bounded memory: this many times the largest body.
 MAX_CONCURRENT_REQUESTS = 256
+# Open connections (idle, half-sent or busy): each costs a file descriptor and a few KB.
+MAX_CONNECTIONS = 1024
+CAP_WARN_EVERY_S = 10.0  # the connection-cap warning is logged at most this often (with counts)
 MIN_TOKEN_CHARS = 24
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 
@@ -149,7 +158,9 @@ def guard_middleware(*, max_concurrent: int, timeout_s: float, upload_timeout_s:
             return problem(503, f"more than {max_concurrent} requests in progress; try again",
                            headers={"Retry-After": "1"}, retry_after_s=1)
         active += 1
-        limit = upload_timeout_s if request.path == UPLOAD_PATH else timeout_s
+        # loads and reports read every row of a batch: they get the long bound
+        long = request.path == UPLOAD_PATH or request.path.startswith("/reports/")
+        limit = upload_timeout_s if long else timeout_s
         try:
             with anyio.fail_after(limit):
                 return _as_problem(await handler(request))
@@ -172,9 +183,12 @@ def guard_middleware(*, max_concurrent: int, timeout_s: float, upload_timeout_s:
     return middleware
 
 
-def access_middleware(*, token: str, limiter: RateLimiter, clock: Any) -> Any:
+def access_middleware(*, token: str, limiter: RateLimiter, clock: Any,
+                      auth_failures: RateLimiter | None = None) -> Any:
     """Authenticates the key, applies its rate limit, checks the route's role and account, and writes the
-    audit entry of a state-changing request that succeeded."""
+    audit entry of a state-changing request that succeeded. Failed authentications take from the
+    client address's bucket of ``auth_failures``: a flood of bad tokens is answered 429."""
+    failures = auth_failures or RateLimiter(AUTH_FAILURE_PER_S, AUTH_FAILURE_BURST)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -184,6 +198,11 @@ def access_middleware(*, token: str, limiter: RateLimiter, clock: Any) -> Any:
             return await handler(request)
         who = await authenticate(request.headers.get("Authorization", ""), token)
         if who is None:
+            wait = failures.take(f"ip:{request.remote or '?'}")
+            if wait > 0:
+                return problem(429, f"too many failed authentications from this address ({failures.rate:g}/s, "
+                                    f"bursts of {failures.burst}); retry in {wait:.2f} s",
+                               headers={"Retry-After": str(max(1, math.ceil(wait)))}, retry_after_s=round(wait, 3))
             return problem(401, "missing or wrong bearer token (an API key or the control token)",
                            headers={"WWW-Authenticate": "Bearer"})
         wait = limiter.take(who.key_id)
@@ -193,6 +212,9 @@ def access_middleware(*, token: str, limiter: RateLimiter, clock: Any) -> Any:
                            headers={"Retry-After": str(max(1, math.ceil(wait)))}, retry_after_s=round(wait, 3))
         request[PRINCIPAL_KEY] = who
         if not allowed(access, who):
+            # another account's thing looks absent whatever the role (no existence leak)
+            if (missing := await foreign_thing(request, access, who)) is not None:
+                return problem(404, missing)
             return problem(403, f"a {who.role.value} key may not call {request.method} {request.path[:100]}")
         account = account_in_request(request, access)
         if account is not None and not who.sees(account):
@@ -231,6 +253,82 @@ def with_expect_check(route: web.RouteDef) -> web.RouteDef:
     return web.RouteDef(route.method, route.path, route.handler, {**route.kwargs, "expect_handler": expect_check})
 
 
+_REFUSED_BODY = json.dumps(problem_body(503, "too many open connections; try again", retry_after_s=1)).encode()
+_REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
+            b"Retry-After: 1\r\nConnection: close\r\nContent-Length: " + str(len(_REFUSED_BODY)).encode()
+            + b"\r\n\r\n" + _REFUSED_BODY)
+
+
+class _Refused(asyncio.Protocol):
+    """A connection past the cap: answered 503 at once and closed (no request is read)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(_REFUSED)
+        transport.close()
+
+
+class ConnectionCap:
+    """The listening socket's protocol factory: aiohttp's ``web.Server`` with a cap on open connections.
+
+    Past ``cap`` a new connection evicts the oldest one with no request in progress (idle keep-alive or a
+    request line/headers still arriving: what a slow-loris client holds), so a flood of silent sockets
+    cannot lock clients out; when every open connection is busy the new one gets 503 and is closed."""
+
+    def __init__(self, server: web.Server, cap: int, now: Callable[[], float] = time.monotonic) -> None:
+        self.server, self.cap, self._now = server, cap, now
+        self.evicted = self.refused = 0  # since the last warning
+        self._warned_at = -math.inf
+
+    def open_connections(self) -> list[Any]:
+        # closed handlers stay in the server's list until their task ends; they hold no socket
+        return [h for h in self.server.connections if h.transport is not None]
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        conns = self.open_connections()
+        if len(conns) >= self.cap:
+            # aiohttp's own flag for "a request is being handled" (it closes the others first on shutdown)
+            idle = next((h for h in conns if not getattr(h, "_request_in_progress", True)), None)
+            if idle is None:
+                self.refused += 1
+                self._warn(len(conns))
+                return _Refused()
+            idle.force_close()
+            self.evicted += 1
+            self._warn(len(conns))
+        return self.server()
+
+    def _warn(self, open_now: int) -> None:
+        now = self._now()
+        if now - self._warned_at < CAP_WARN_EVERY_S:
+            return
+        log.warning("control_connection_cap_reached", cap=self.cap, open=open_now, evicted_idle=self.evicted,
+                    refused_busy=self.refused, hint="many idle or half-sent connections: a client flooding")
+        self._warned_at, self.evicted, self.refused = now, 0, 0
+
+
+class CappedTCPSite(web.TCPSite):
+    """``web.TCPSite`` whose socket serves through :class:`ConnectionCap`."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, max_connections: int,
+                 backlog: int = 128) -> None:
+        super().__init__(runner, host, port, backlog=backlog)
+        self.max_connections = max_connections
+        self.cap: ConnectionCap | None = None
+
+    async def start(self) -> None:
+        # BaseSite.start registers the site with its runner; the socket is then made as TCPSite.start
+        # makes it, with the capped factory in place of the runner's server
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self.cap = ConnectionCap(server, self.max_connections)
+        self._server = await asyncio.get_running_loop().create_server(
+            self.cap, self._host, self._port, backlog=self._backlog, reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port)
+        self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
+
+
 def _is_loopback(host: str) -> bool:
     if host.lower() in _LOOPBACK_NAMES:
         return True
@@ -242,7 +340,8 @@ def _is_loopback(host: str) -> bool:
 
 class ControlApi:
     """``rate_limit_per_s``/``rate_limit_burst``: each key's token bucket (defaults 50 requests/s, bursts
-    of 200); past it a request is 429 with ``Retry-After``."""
+    of 200); past it a request is 429 with ``Retry-After``. ``auth_failures_per_s``/``auth_failure_burst``:
+    the same for failed authentications per client address. ``max_connections``: open connections."""
 
     def __init__(self, *, token: str, scheduler_ref: Any, webhooks: WebhookReceiver,
                  instance_id: str, clock: Any, extra_routes: Iterable[web.RouteDef] = (),
@@ -250,7 +349,13 @@ class ControlApi:
                  keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S,
                  max_concurrent_requests: int = MAX_CONCURRENT_REQUESTS,
                  json_max_bytes: int = JSON_MAX_BYTES, rate_limit_per_s: float = RATE_PER_S,
-                 rate_limit_burst: int = BURST, deferred_cancel_every_s: float = DEFERRED_CANCEL_EVERY_S) -> None:
+                 rate_limit_burst: int = BURST, deferred_cancel_every_s: float = DEFERRED_CANCEL_EVERY_S,
+                 auth_failures_per_s: float = AUTH_FAILURE_PER_S, auth_failure_burst: int = AUTH_FAILURE_BURST,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        self.max_connections = max_connections
+        self.site: CappedTCPSite | None = None
         self.clock = clock
         self.keepalive_timeout_s = keepalive_timeout_s
         self.deferred_cancel_every_s = deferred_cancel_every_s
@@ -258,9 +363,10 @@ class ControlApi:
         self.routes = Routes(scheduler_ref=scheduler_ref, webhooks=webhooks, instance_id=instance_id, clock=clock,
                              json_max_bytes=json_max_bytes)
         self.limiter = RateLimiter(rate_limit_per_s, rate_limit_burst)
+        self.auth_failures = RateLimiter(auth_failures_per_s, auth_failure_burst)
         guard = guard_middleware(max_concurrent=max_concurrent_requests, timeout_s=request_timeout_s,
                                  upload_timeout_s=upload_timeout_s)
-        access = access_middleware(token=token, limiter=self.limiter, clock=clock)
+        access = access_middleware(token=token, limiter=self.limiter, clock=clock, auth_failures=self.auth_failures)
         self.app = web.Application(middlewares=[guard, access, size_middleware], client_max_size=APP_MAX_BYTES)
         extra = list(extra_routes)
         own = [*self.routes.operations(),
@@ -310,7 +416,8 @@ class ControlApi:
                                      max_line_size=8190, max_field_size=8190, max_headers=64)
         await self._runner.setup()
         try:
-            await web.TCPSite(self._runner, host, port, backlog=128).start()
+            self.site = CappedTCPSite(self._runner, host, port, max_connections=self.max_connections, backlog=128)
+            await self.site.start()
         except OSError:
             await self._runner.cleanup()
             raise

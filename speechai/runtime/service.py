@@ -263,7 +263,7 @@ async def _serve(config: Config, clock: Clock, retell: RetellClient, instance_id
     limits = RuntimeLimits(concurrency=r.concurrency, poll_interval_s=r.poll_interval_s,
                            scheduler_interval_s=r.scheduler_interval_s, lease_ttl_s=r.lease_ttl_s,
                            skip_idle=r.skip_idle and r.clock == "simulated",
-                           cents_per_minute=config.retell.cents_per_minute)
+                           cents_per_minute=config.retell.cents_per_minute, ready_ahead=r.ready_ahead)
     rt = Runtime(clock=clock, retell=retell, instance_id=instance_id, agent_id=config.retell.agent_id,
                  from_number=config.retell.from_number, limits=limits, done=anyio.Event(),
                  log=log.bind(instance=instance_id), generation=await next_generation(instance_id))
@@ -283,7 +283,12 @@ async def _serve(config: Config, clock: Clock, retell: RetellClient, instance_id
                                        *metrics_routes(instance_id=instance_id, rt=rt, scheduler=scheduler),
                                        *dashboard_routes(instance_id=instance_id, clock=clock, scheduler=scheduler),
                                        *integration_routes(clock=clock, outbox=rt.outbox,
-                                                           allow_private_targets=ic.allow_private_targets)])
+                                                           allow_private_targets=ic.allow_private_targets)],
+                         rate_limit_per_s=config.control.rate_limit_per_s,
+                         rate_limit_burst=config.control.rate_limit_burst,
+                         auth_failures_per_s=config.control.auth_failures_per_s,
+                         auth_failure_burst=config.control.auth_failure_burst,
+                         max_connections=config.control.max_connections)
         await api.start(config.control.host, config.control.port)
         root.start_child("control-api", api.serve_forever)
         root.start_child("integrations", integrations_worker(rt, ic).run)
@@ -292,7 +297,7 @@ async def _serve(config: Config, clock: Clock, retell: RetellClient, instance_id
         watchdog = systemd.watchdog_interval_s()
         heartbeat = Heartbeat(rt, lambda: list(scheduler.in_flight),
                               on_beat=(lambda: systemd.notify("WATCHDOG=1")) if watchdog else None,
-                              max_interval_s=watchdog)
+                              max_interval_s=watchdog, last_pass_ms=lambda: getattr(scheduler, "last_pass_ms", None))
         root.start_child("heartbeat", heartbeat.run)
         root.start_child("scheduler", scheduler.run, policy=RestartPolicy.TRANSIENT)
         async with anyio.create_task_group() as tg:

@@ -109,8 +109,10 @@ async def test_role_views(agents_api: AgentsApi) -> None:
     assert (await api.call("acme:viewer", "POST", "/agents", json={"name": "x", "team": "t"}))[0] == 403
     assert (await api.call("ana", "POST", "/agents", json={"name": "x", "team": "t"}))[0] == 403
     # an agent's key opens the agents' routes only: not the account's batches, jobs or reports
-    for path in ("/batches", "/jobs?batch_id=b1", "/accounts/acme", "/audit"):
+    for path in ("/batches", "/jobs", "/accounts/acme", "/audit"):
         assert (await api.call("ana", "GET", path))[0] == 403, path
+    # naming a batch it may not see (here: none such) tells it nothing: 404, as for another account's
+    assert (await api.call("ana", "GET", "/jobs?batch_id=b1"))[0] == 404
 
 
 async def test_metrics_are_exact(agents_api: AgentsApi) -> None:

@@ -1,4 +1,5 @@
-"""The control endpoint alone over real HTTP (embedded MongoDB), with two accounts and their keys."""
+"""The control endpoint over real HTTP (embedded MongoDB) with every route module production serves, two
+accounts and their keys."""
 
 from __future__ import annotations
 
@@ -12,11 +13,17 @@ import pytest
 from aiohttp import web
 
 from actors.clock import SimClock
+from speechai.agents.routes import agent_routes
 from speechai.api.auth import create_key, requires
+from speechai.api.dialing_routes import dialing_routes
 from speechai.api.integration_routes import integration_routes
+from speechai.api.segment_routes import segment_routes
 from speechai.api.upload import upload_routes
+from speechai.dashboard.routes import dashboard_routes
 from speechai.domain.settings import CallSettings
 from speechai.integrations.outbox import Outbox
+from speechai.observability.metrics import metrics_routes
+from speechai.reports.routes import report_routes
 from speechai.runtime.control_api import ControlApi
 from speechai.runtime.webhooks import WebhookReceiver
 from speechai.store.api_models import Role
@@ -92,6 +99,19 @@ async def undeclared_extra(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+def production_routes(clock: SimClock, wakes: Wakes, tmp_path) -> list[web.RouteDef]:
+    """The extra route modules production passes to the endpoint (speechai.runtime.service), built the
+    same way; only the runtime objects (scheduler, outbox) are stand-ins."""
+    return [*upload_routes(clock=clock, report_dir=tmp_path / "reports"),
+            *report_routes(clock=clock),
+            *segment_routes(scheduler_ref=wakes),
+            *dialing_routes(clock=clock, wake=wakes.reasons.append),
+            *agent_routes(clock=clock),
+            *metrics_routes(instance_id="api-test"),
+            *dashboard_routes(instance_id="api-test", clock=clock),
+            *integration_routes(clock=clock, outbox=Outbox(lambda: 0), allow_private_targets=False)]
+
+
 async def add_keys(tokens: dict[str, str], account: str, roles: tuple[Role, ...], now: datetime) -> None:
     """A key of each role for ``account``, its token kept as ``tokens["<account>:<role>"]``."""
     for role in roles:
@@ -108,8 +128,7 @@ async def api(db, tmp_path) -> AsyncIterator[Api]:
     wakes = Wakes()
     receiver = WebhookReceiver(_Clockwork(), API_KEY)  # type: ignore[arg-type]
     clock = SimClock(SUNDAY)
-    extra = [*upload_routes(clock=clock, report_dir=tmp_path / "reports"),
-             *integration_routes(clock=clock, outbox=Outbox(lambda: 0), allow_private_targets=False),
+    extra = [*production_routes(clock, wakes, tmp_path),
              web.get("/extra/{account_id}/thing", declared_extra), web.post("/extra/undeclared", undeclared_extra)]
     control = ControlApi(token=ADMIN_TOKEN, scheduler_ref=wakes, webhooks=receiver, instance_id="api-test",
                          clock=clock, extra_routes=extra, rate_limit_per_s=10_000, rate_limit_burst=10_000,

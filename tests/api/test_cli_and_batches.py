@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from speechai.store.api_models import ApiKey
-from speechai.store.models import Account, Batch, BatchStatus, Job
+from speechai.store.api_models import ApiKey, AuditEntry
+from speechai.store.models import Account, Batch, BatchStatus, Job, JobState
 from tests.api.conftest import Api
 
 
@@ -35,6 +35,15 @@ async def test_keys_command_creates_lists_and_revokes(api: Api, db, mongo_uri: s
     assert revoked.returncode == 0 and json.loads(revoked.stdout)["revoked"] is True
     assert (await api.call("cli", "GET", "/accounts/acme"))[0] == 401
     assert (await ApiKey.get(created["id"])).revoked_by == "cli"
+    assert _keys(config, "revoke", created["id"]).returncode == 0  # again: nothing changes, nothing audited
+    # both changes are in the audit log, as the operating-system user who ran the command
+    audit = await AuditEntry.find({"target": created["id"]}).sort("+seq").to_list()
+    assert [(e.action, e.method, e.account_id) for e in audit] == [("key.create", "CLI", "acme"),
+                                                                   ("key.revoke", "CLI", "acme")]
+    assert all(e.key_id.startswith("cli:") for e in audit)
+    assert audit[0].after == {"role": "viewer", "name": "wallboard"} and audit[1].after["revoked_ms"] > 0
+    status, got = await api.call("acme:viewer", "GET", "/audit")
+    assert [e["action"] for e in got["items"]] == ["key.create", "key.revoke"]
 
 
 async def test_batch_from_json_rows_uses_the_loaders_validation(api: Api) -> None:
@@ -85,3 +94,18 @@ async def test_batch_cancel_stops_dialing_and_is_final(api: Api) -> None:
     assert any("a1 cancelled" in w for w in api.wakes.reasons)
     for action in ("resume", "pause", "cancel"):
         assert (await api.call("acme:operator", "POST", f"/batches/a1/{action}"))[0] == 409
+    # a job of the cancelled batch is not sent back to pending: it would never be dialed
+    failed = next(j for j in api.jobs["acme"] if j.state == JobState.FAILED)
+    status, got = await api.call("acme:operator", "POST", f"/jobs/{failed.id}/retry", json={"reason": "asked"})
+    assert status == 409 and "batch 'a1' is cancelled" in got["detail"], got
+    assert (await Job.get(failed.id)).state == JobState.FAILED
+
+
+async def test_pause_reason_names_the_key(api: Api) -> None:
+    status, _ = await api.call("acme:operator", "POST", "/batches/a1/pause")
+    assert status == 200
+    key_id = api.tokens["acme:operator"].split(".")[0]
+    status, got = await api.call("acme:viewer", "GET", "/batches/a1")
+    assert got["status_reason"] == f"paused by operator (key {key_id})"
+    await api.call("admin", "POST", "/batches/a1/resume")
+    assert (await Batch.get("a1")).status_reason == "active by operator (key control-token)"

@@ -12,6 +12,9 @@ from tests.api.conftest import ADMIN_TOKEN, Api
 from tests.api.test_access import snapshot
 
 EXAMPLES_PER_OPERATION = 8
+# The dashboard's server-sent event stream answers 200 and then streams until the client leaves: a
+# fuzzer's request would wait out its timeout on every example. Only that operation is left out.
+NOT_FUZZED = ("GET /events",)
 
 
 async def _document(api: Api) -> dict:
@@ -55,9 +58,8 @@ async def test_docs_page_renders_the_document_without_a_cdn(api: Api) -> None:
 
 def run_schemathesis(base: str, token: str, *, paths: tuple[str, ...] = (), response_schemas: bool = True,
                      examples: int = EXAMPLES_PER_OPERATION) -> list[str]:
-    """Every operation (of ``paths``' prefixes, if given) with generated requests; the failures found.
-    ``response_schemas``: also check answers against their documented schema (routes of other modules
-    document none)."""
+    """Every operation (of ``paths``' prefixes, if given; but ``NOT_FUZZED``) with generated requests; the
+    failures found. ``response_schemas``: also check answers against their documented schema."""
     import schemathesis
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import (
@@ -72,7 +74,9 @@ def run_schemathesis(base: str, token: str, *, paths: tuple[str, ...] = (), resp
         checks.append(response_schema_conformance)
     failures: list[str] = []
     operations = [r.ok() for r in schema.get_all_operations()]
-    for operation in [op for op in operations if not paths or op.path.startswith(paths)]:
+    chosen = [op for op in operations if (not paths or op.path.startswith(paths))
+              and f"{op.method.upper()} {op.path}" not in NOT_FUZZED]
+    for operation in chosen:
 
         @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))

@@ -54,7 +54,7 @@ async def test_pause_resume_and_unknown_batch(running) -> None:
         assert (await Batch.get("b1")).status == BatchStatus.PAUSED
         async with http.get(f"{base}/batches/b1") as r:
             got = await r.json()
-            assert got["status"] == "paused" and got["status_reason"] == "paused by operator"
+            assert got["status"] == "paused" and got["status_reason"].startswith("paused by operator (key ")
             assert got["jobs"]["pending"] == 1
         async with http.post(f"{base}/batches/b1/resume") as r:
             assert r.status == 200 and (await r.json())["status"] == "active"

@@ -109,17 +109,24 @@ async def run_clean(config: Config, *, older_than_days: int, archive: Path | Non
 
 
 async def run_indexes(config: Config) -> int:
+    from actors.clock import RealClock
     from speechai.admin.db import admin_database as database
     from speechai.admin.indexes import check_indexes
+    from speechai.api.audit import record_command
 
     async with database(config):
         rows = await check_indexes()
+        created = [r for r in rows if r.created]
+        if created:  # a change to the database: in the audit log like the other admin writes
+            await record_command("db.indexes", "speechai db indexes", RealClock().now(),
+                                 detail={"created": [f"{r.collection}: {r.keys}" for r in created]})
     width = max(len(r.collection) for r in rows)
     for r in rows:
-        status = ("ok" if r.present else "MISSING") if r.declared else ("default" if r.name == "_id_" else "extra")
+        status = ("created" if r.created else "ok" if r.present else "MISSING") if r.declared else (
+            "default" if r.name == "_id_" else "extra")
         print(f"{r.collection:<{width}}  {status:<7}  {'unique ' if r.unique else ''}{r.keys}  [{r.name}]")
     missing = [r for r in rows if r.declared and not r.present]
-    print(f"{sum(r.declared for r in rows)} declared indexes, {len(missing)} missing")
+    print(f"{sum(r.declared for r in rows)} declared indexes, {len(created)} created, {len(missing)} missing")
     return 1 if missing else 0
 
 
@@ -128,7 +135,7 @@ async def run_status(config: Config, *, as_json: bool) -> int:
     from speechai.admin.db import admin_database as database
     from speechai.admin.status import read_status, render_status
 
-    async with database(config):
+    async with database(config, attach=True):  # read-only: works beside a running service
         status = await read_status(int(RealClock().now().timestamp() * 1000))  # leases are wall-clock ms
     print(json.dumps(status.to_dict(), indent=2) if as_json else render_status(status))
     return 0

@@ -18,6 +18,7 @@ class IndexRow:
     unique: bool
     declared: bool
     present: bool
+    created: bool = False  # missing before this check, created by it
 
 
 def _keys(spec: Any) -> tuple[tuple[str, int], ...]:
@@ -35,6 +36,7 @@ async def check_indexes(models: list[type[Document]] | None = None) -> list[Inde
     for model in models or DOCUMENT_MODELS:
         coll = model.get_pymongo_collection()
         declared = list(getattr(model.Settings, "indexes", []) or [])
+        before = {_keys(v["key"]) for v in (await coll.index_information()).values()}
         for index in declared:
             await coll.create_indexes([index])
         info = await coll.index_information()
@@ -43,7 +45,8 @@ async def check_indexes(models: list[type[Document]] | None = None) -> list[Inde
         for keys, unique in wanted.items():
             found = by_keys.get(keys)
             rows.append(IndexRow(coll.name, found[0] if found else "(missing)", _text(keys), unique, True,
-                                 found is not None and found[1] == unique))
+                                 found is not None and found[1] == unique,
+                                 created=found is not None and keys not in before))
         rows += [IndexRow(coll.name, name, _text(keys), unique, False, True)
                  for keys, (name, unique) in sorted(by_keys.items(), key=lambda kv: kv[1][0]) if keys not in wanted]
     return rows

@@ -1,5 +1,11 @@
 """``speechai status``: instances and their generations, leases and calls in flight, concurrency grants,
-batches and the last activity, read from the database (works for any instance sharing it)."""
+batches and the last activity, read from the database (works for any instance sharing it).
+
+Each instance's heartbeat records when it last beat, its lease TTL, the scheduler's last fill pass and
+its calls in flight (``store.instances.record_beat``). An instance is *alive* while its last beat is at
+most two lease TTLs old (it beats every third of one), *stale* after that (killed, hung, or cut off from
+the database: its leases are expiring and another instance may adopt its jobs), *stopped* when it
+recorded a clean stop, and *unknown* when it never recorded a beat (a version without the record)."""
 
 from __future__ import annotations
 
@@ -11,6 +17,26 @@ from typing import Any
 from speechai.store.models import Batch, InstanceRecord, Job, JobState, Quota
 
 IN_FLIGHT = JobState.IN_FLIGHT.value
+STALE_TTLS = 2  # beats older than this many lease TTLs: the instance is stale
+DEFAULT_TTL_MS = 30_000
+
+
+def liveness(doc: dict[str, Any], now_ms: int) -> str:
+    beat = doc.get("heartbeat_ms")
+    if not isinstance(beat, int):
+        return "unknown"
+    if isinstance(doc.get("stopped_ms"), int) and doc["stopped_ms"] >= beat:
+        return "stopped"
+    ttl = doc.get("lease_ttl_ms") if isinstance(doc.get("lease_ttl_ms"), int) else DEFAULT_TTL_MS
+    return "alive" if now_ms - beat <= STALE_TTLS * ttl else "stale"
+
+
+def _instance(doc: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    return {"id": doc["_id"], "generation": doc.get("generation", 0), "state": liveness(doc, now_ms),
+            "heartbeat_ms": doc.get("heartbeat_ms"), "lease_ttl_ms": doc.get("lease_ttl_ms"),
+            "last_pass_ms": doc.get("last_pass_ms"), "in_flight": int(doc.get("in_flight") or 0),
+            "pid": doc.get("pid"), "host": doc.get("host") or "", "started_ms": doc.get("started_ms"),
+            "stopped_ms": doc.get("stopped_ms")}
 
 
 @dataclass
@@ -31,7 +57,7 @@ class Status:
     last_job_change_ms: int | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"instances": self.instances,
+        return {"now_ms": self.now_ms, "instances": self.instances,
                 "leases": {o: {"jobs": v.jobs, "expired": v.expired, "generations": sorted(v.generations),
                                "latest_until_ms": v.latest_until_ms} for o, v in self.leases.items()},
                 "calls_in_flight": sum(v.jobs for v in self.leases.values()), "grants": self.grants,
@@ -39,8 +65,7 @@ class Status:
 
 
 async def read_status(now_ms: int) -> Status:
-    instances = [{"id": d["_id"], "generation": d.get("generation", 0)}
-                 async for d in InstanceRecord.get_pymongo_collection().find({}).sort("_id", 1)]
+    instances = [_instance(d, now_ms) async for d in InstanceRecord.get_pymongo_collection().find({}).sort("_id", 1)]
     batches = await Batch.get_pymongo_collection().find(
         {}, {"status": 1, "account_id": 1, "waiting_reason": 1, "status_reason": 1}).sort("_id", 1).to_list()
     leases: dict[str, OwnerLeases] = defaultdict(OwnerLeases)
@@ -77,8 +102,17 @@ def _ago(ms: int | None, now_ms: int) -> str:
 
 
 def render_status(s: Status) -> str:
-    out = ["instances (id, generation):"]
-    out += [f"  {i['id']}  generation {i['generation']}" for i in s.instances] or ["  (none has started)"]
+    out = ["instances (id, generation, state):"]
+    for i in s.instances:
+        where = f"pid {i['pid']} on {i['host']}" if i["pid"] else "pid unknown"
+        out.append(f"  {i['id']}  generation {i['generation']}  {i['state'].upper()}  ({where})")
+        if i["state"] == "unknown":
+            continue
+        out.append(f"    last heartbeat {_ago(i['heartbeat_ms'], s.now_ms)}; calls in flight {i['in_flight']}")
+        out.append(f"    last scheduler pass {_ago(i['last_pass_ms'], s.now_ms)}"
+                   + (f"; stopped {_ago(i['stopped_ms'], s.now_ms)}" if i["state"] == "stopped" else ""))
+    if not s.instances:
+        out.append("  (none has started)")
     in_flight = sum(v.jobs for v in s.leases.values())
     out.append(f"calls in flight: {in_flight}")
     for owner, v in sorted(s.leases.items()):

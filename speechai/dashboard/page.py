@@ -78,6 +78,7 @@ PAGE = r"""<!doctype html>
       <div class="grid" id="totals" aria-live="polite">
         <div class="stat"><div class="v" id="in-flight">–</div><div class="k">calls in flight</div></div>
         <div class="stat"><div class="v" id="calls">–</div><div class="k">calls placed</div></div>
+        <div class="stat"><div class="v" id="finished">–</div><div class="k">calls finished</div></div>
         <div class="stat"><div class="v" id="contacts">–</div><div class="k">contacts</div></div>
         <div class="stat"><div class="v" id="successes">–</div><div class="k">successes</div></div>
         <div class="stat"><div class="v" id="cost">–</div><div class="k">cost so far</div></div>
@@ -130,7 +131,12 @@ let streamAbort = null;
 function esc(v) {
   return String(v ?? "").replace(/[&<>"']/g, (c) => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
 }
-function money(cents) { return cents == null ? "–" : "$" + (cents / 100).toFixed(2); }
+let currency = "USD";
+function money(cents) {
+  if (cents == null) return "–";
+  const amount = (cents / 100).toFixed(2);
+  return currency === "USD" ? "$" + amount : amount + " " + (currency === "mixed" ? "(mixed currencies)" : currency);
+}
 function pct(r) { return r == null ? "–" : (r * 100).toFixed(1) + "%"; }
 
 async function api(path, options = {}) {
@@ -176,8 +182,10 @@ function start(first) {
 function render(s) {
   $("clock").textContent = "business time " + s.time.replace("T", " ").slice(0, 16) + " UTC";
   const t = s.totals || {};
+  currency = s.currency || "USD";
   $("in-flight").textContent = s.in_flight ?? "–";
   $("calls").textContent = t.calls ?? "–";
+  $("finished").textContent = t.finished ?? "–";
   $("contacts").textContent = t.contacts == null ? "–" : t.contacts + " (" + pct(t.contact_rate) + ")";
   $("successes").textContent = t.successes == null ? "–" : t.successes + " (" + pct(t.success_rate) + ")";
   $("cost").textContent = money(t.cost_cents);

@@ -8,10 +8,13 @@
   it with ``fetch`` so the key travels in the ``Authorization`` header, never in a URL. A stream ends
   after ``STREAM_S`` (inside the endpoint's request time limit) and the page reconnects at once.
 
-The figures that need a pass over the jobs (outcomes, cost, calls per hour) come from the report
-builder, recomputed at most every ``max(REPORT_MIN_S, REPORT_FACTOR × its last duration)``, so a large
-campaign costs the database a bounded share of its time; job counts per state and calls in flight are
-read fresh for every summary (one indexed aggregate per batch, and memory).
+Job counts per state and calls in flight are read fresh for every summary (one indexed aggregate per
+batch, and memory), and so are the headline figures: calls placed and finished, outcomes, contacts,
+successes, cost so far and calls per local hour are running sums kept by ``dashboard.live`` from the jobs
+written since the previous summary (the ``sync_ms`` index), at most ``LIVE_MIN_S`` apart. Only what
+needs the full report (promises to pay and their amounts) comes from the report builder, recomputed at
+most every ``max(REPORT_MIN_S, REPORT_FACTOR × its last duration)``, so a large campaign costs the
+database a bounded share of its time; ``report_at`` says how old those are.
 """
 
 from __future__ import annotations
@@ -19,19 +22,21 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import Counter
 from typing import Any
 
 from aiohttp import web
 
+from speechai.api.openapi import documented
+from speechai.dashboard.live import LiveFigures, batch_docs
 from speechai.dashboard.page import PAGE
 from speechai.observability import events
 from speechai.reports.data import ReportFilter, build_report, plain
-from speechai.store.models import Batch, BatchStatus, Job, JobState
+from speechai.store.models import BatchStatus, Job, JobState
 
 SUMMARY_EVERY_S = 2.0
 STREAM_S = 25.0  # below the control endpoint's 30 s request limit
 REPORT_MIN_S, REPORT_FACTOR = 5.0, 10.0
+LIVE_MIN_S = 1.0  # several open pages share one refresh of the live figures
 QUEUE_MAX = 500  # events waiting for one slow client; older ones are dropped (and counted)
 FEED_KEYS = ("timestamp", "level", "event", "batch_id", "job_id", "call_id", "outcome", "success", "state", "reason",
              "action", "webhook_event", "account_id", "error", "count",
@@ -57,25 +62,32 @@ class _ReportCache:
 
 
 def _figures(report: Any) -> dict[str, Any]:
+    """What the page takes from the full report: promises to pay, and the money's currency."""
     [t] = report.section("totals").records()
-    outcomes: Counter[str] = Counter()
-    for row in report.section("outcomes").records():
-        outcomes[row["outcome"]] += row["calls"]
-    return {
-        "report_at": report.generated_at.isoformat(),
-        "totals": {k: plain(t[k]) for k in ("calls", "not_placed", "contacts", "successes", "contact_rate",
-                                            "success_rate", "talk_minutes", "cost_cents", "cost_per_call_cents",
-                                            "promises", "promised_amount")},
-        "outcomes": dict(outcomes.most_common()),
-        "hours": [{"hour": r["hour"], "calls": r["calls"], "successes": r["successes"]}
-                  for r in report.section("hours").records()],
-        "cost_by_batch": {r["batch"]: plain(r["cost_cents"]) for r in report.section("batches").records()},
-    }
+    return {"report_at": report.generated_at.isoformat(), "currency": report.currency,
+            "promises": plain(t["promises"]), "promised_amount": plain(t["promised_amount"]),
+            "promised_currency": t["promised_currency"]}
 
 
-async def _batches() -> list[dict[str, Any]]:
-    docs = await Batch.get_pymongo_collection().find(
-        {}, {"name": 1, "account_id": 1, "status": 1, "status_reason": 1, "waiting_reason": 1}).sort("_id", 1).to_list()
+class _Live:
+    """The live figures, refreshed at most every ``LIVE_MIN_S`` whoever asks."""
+
+    def __init__(self) -> None:
+        self.figures = LiveFigures()
+        self.data: dict[str, Any] | None = None
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self, docs: list[dict[str, Any]], jobs_now: int) -> dict[str, Any]:
+        async with self._lock:
+            if self.data is None or time.monotonic() >= self._next:
+                self.data = await self.figures.refresh(docs, jobs_now)
+                self._next = time.monotonic() + LIVE_MIN_S
+            return self.data
+
+
+async def _batches(docs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    docs = docs if docs is not None else await batch_docs()
     states = [s.value for s in JobState]
     out = []
     for d in docs:
@@ -126,14 +138,33 @@ def _frame(kind: str, data: Any) -> bytes:
     return f"event: {kind}\ndata: {body}\n\n".encode()
 
 
+# The summary's shape, as far as a client relies on it; its figures carry more fields.
+SUMMARY_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["time", "instance", "batches", "totals"],
+    "properties": {"time": {"type": "string", "format": "date-time"}, "instance": {"type": "string"},
+                   "in_flight": {"type": ["integer", "null"]},
+                   "batches": {"type": "array", "items": {"type": "object"}},
+                   "totals": {"type": "object"}, "currency": {"type": "string"}},
+}
+
+
 def dashboard_routes(*, instance_id: str, clock: Any, scheduler: Any = None) -> list[web.RouteDef]:
     cache = _ReportCache(clock)
+    live = _Live()
 
     async def summary_data() -> dict[str, Any]:
+        docs = await batch_docs()
+        batches = await _batches(docs)
+        figures = await live.get(docs, sum(b["total"] for b in batches))
+        report = await cache.get()
+        totals = {**figures["totals"], "promises": report["promises"], "promised_amount": report["promised_amount"],
+                  "promised_currency": report["promised_currency"]}
         return {"time": clock.now().isoformat(), "instance": instance_id,
                 "in_flight": len(scheduler.in_flight) if scheduler is not None else None,
-                "batches": await _batches(), **(await cache.get())}
+                "batches": batches, **figures, "totals": totals, "currency": report["currency"],
+                "report_at": report["report_at"]}
 
+    @documented(tag="dashboard", ok_content="text/html", ok_schema={"type": "string"})
     async def page(request: web.Request) -> web.Response:
         """The live dashboard page (asks for an API key)."""
         return web.Response(text=PAGE, content_type="text/html", charset="utf-8",
@@ -141,10 +172,13 @@ def dashboard_routes(*, instance_id: str, clock: Any, scheduler: Any = None) -> 
                                      "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
                                                                 "style-src 'unsafe-inline'; img-src 'self' data:"})
 
+    @documented(tag="dashboard", ok_schema=SUMMARY_SCHEMA)
     async def summary(request: web.Request) -> web.Response:
         """Dashboard figures: batches with job counts, calls in flight, outcomes, cost, calls per hour."""
         return web.json_response(await summary_data())
 
+    @documented(tag="dashboard", ok_content="text/event-stream",
+                ok_schema={"type": "string", "description": "events `summary` (the summary's JSON), `log`, `bye`"})
     async def stream(request: web.Request) -> web.StreamResponse:
         """Server-Sent Events: ``summary`` every 2 s and a ``log`` event per runtime event."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",

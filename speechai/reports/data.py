@@ -9,7 +9,12 @@ Counting rules, stated once so every renderer agrees:
   call the analysis (or the use case's rule) judged successful;
 - an attempt belongs to the business day and hour of its creation in its batch's timezone; ``--from``
   and ``--to`` select attempts (and stopped jobs, by their last change) by that local date, inclusive;
-- money is the provider's ``combined_cost`` in cents, summed as decimals (exact, no float drift);
+- money is the provider's ``combined_cost`` in cents, summed as decimals (exact, no float drift), in the
+  currency of the batch's account (``Account.currency``, default USD; never converted): totals over
+  accounts of different currencies are not added up (the totals' money cells stay empty, and the
+  per-currency sums are in ``Report.costs_by_currency``);
+- a promise's amount is in the currency the call collected with it (``promised_currency`` …), else in
+  the account's (``currency_from`` says which);
 - the phone position compares the attempt's phone with the job's ``phones`` order (1 = primary).
 
 Jobs per state are the current states, whatever the dates. Read while a campaign runs, a job that changes
@@ -18,6 +23,7 @@ state during the pass may be seen in neither state or (never twice) in both: the
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
@@ -25,23 +31,33 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import anyio.lowlevel
+
 from speechai.reports.segments import COLUMNS as SEGMENT_COLUMNS
 from speechai.reports.segments import SegmentFigures
 from speechai.reports.values import cents
-from speechai.store.models import Batch, DoNotCall, Job, JobState
+from speechai.store.models import Account, Batch, DoNotCall, Job, JobState, currency_code
 
 CENTS_PLACES = Decimal("0.0001")
 RATE_PLACES = Decimal("0.0001")
-CURRENCY = "USD"  # Retell bills in US dollars; combined_cost is in its cents
+CURRENCY = "USD"  # an account's currency unless it names one (Retell bills in US dollars)
+MIXED = "mixed"  # the report's currency when its accounts have different ones
 OUTCOME_CLASSES = ("conversation", "voicemail", "no_answer", "bad_number", "provider_error", "capacity", "account")
 WAITING_STATES = (JobState.PENDING, JobState.RETRY, JobState.SUSPENDED)
 STOPPED_STATES = (JobState.FAILED, JobState.EXCLUDED, JobState.SUSPENDED, JobState.CANCELLED)
 # Keys an agent hands back for a promise to pay (the simulator's, and the usual Spanish ones).
 PROMISE_AMOUNT_KEYS = ("promised_amount", "monto_prometido", "promise_amount")
 PROMISE_DATE_KEYS = ("promised_payment_date", "fecha_compromiso", "fecha_pago", "promise_date")
+PROMISE_CURRENCY_KEYS = ("promised_currency", "promise_currency", "currency", "moneda")
 JOB_FIELDS = {"batch_id": 1, "state": 1, "name": 1, "phones": 1, "variables": 1, "attempts": 1,
               "last_reason": 1, "next_try_ms": 1, "updated_at": 1, "segment": 1, "arm": 1}
 CURSOR_BATCH = 500  # documents per round trip: memory stays bounded by this, not by the batch
+YIELD_EVERY = 20  # jobs processed between two yields to the event loop (a few ms of work)
+
+
+def unprintable(text: str) -> str | None:
+    """The first control or surrogate character of ``text``, None when there is none."""
+    return next((ch for ch in text if unicodedata.category(ch) in ("Cc", "Cs")), None)
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,10 @@ class ReportFilter:
     date_to: date | None = None
 
     def __post_init__(self) -> None:
+        for name, value in (("batch", self.batch), ("account", self.account)):
+            if value is not None and (bad := unprintable(value)) is not None:
+                # no id holds one; refused here, it would reach every renderer (and break the workbook)
+                raise ValueError(f"{name} must not contain control characters (found U+{ord(bad):04X})")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise ValueError(f"from ({self.date_from.isoformat()}) is after to ({self.date_to.isoformat()})")
 
@@ -86,7 +106,8 @@ class Report:
     generated_at: datetime
     filter: ReportFilter
     sections: dict[str, Section]
-    currency: str = CURRENCY
+    currency: str = CURRENCY  # the accounts' one currency, or MIXED
+    costs_by_currency: dict[str, Decimal] = field(default_factory=dict)
 
     def section(self, key: str) -> Section:
         return self.sections[key]
@@ -153,25 +174,37 @@ class Tally:
     outcomes: Counter[str] = field(default_factory=Counter)
 
     def add(self, attempt: dict[str, Any]) -> None:
-        if attempt.get("placed") is not True:
-            self.not_placed += attempt.get("placed") is False
+        self.add_figures(attempt_figures(attempt))
+
+    def add_figures(self, f: tuple[Any, ...]) -> None:
+        """One attempt's ``attempt_figures`` (read once, added to each of its buckets)."""
+        placed, outcome, success, talk_ms, cost = f
+        if placed is not True:
+            self.not_placed += placed is False
             return
         self.calls += 1
-        outcome = attempt.get("outcome")
         if outcome is None:
             self.in_progress += 1
         else:
             self.outcomes[outcome] += 1
         self.contacts += outcome == "conversation"
-        self.successes += attempt.get("success") is True
-        self.talk_ms += int(attempt.get("duration_ms") or 0)
-        self.cost += cents(attempt.get("cost_cents"))
+        self.successes += success
+        self.talk_ms += talk_ms
+        self.cost += cost
 
     def rates(self) -> list[Any]:
         return [ratio(self.contacts, self.calls), ratio(self.successes, self.calls)]
 
     def money(self) -> list[Any]:
         return [self.cost, ratio(self.cost, self.calls, CENTS_PLACES), ratio(self.cost, self.successes, CENTS_PLACES)]
+
+
+def attempt_figures(attempt: dict[str, Any]) -> tuple[Any, bool | None, bool, int, Decimal]:
+    """(placed, outcome, success, talk ms, cost) of a stored attempt, converted once per attempt."""
+    if attempt.get("placed") is not True:
+        return attempt.get("placed"), None, False, 0, Decimal(0)
+    return (True, attempt.get("outcome"), attempt.get("success") is True, int(attempt.get("duration_ms") or 0),
+            cents(attempt.get("cost_cents")))
 
 
 RESULT_COLUMNS = [Column("calls"), Column("contacts"), Column("successes"), Column("contact_rate", "rate"),
@@ -184,6 +217,7 @@ MONEY_COLUMNS = [Column("cost_cents", "cents"), Column("cost_per_call_cents", "c
 class _BatchInfo:
     doc: dict[str, Any]
     tz: tzinfo
+    currency: str = CURRENCY
     states: Counter[str] = field(default_factory=Counter)
     earliest_ms: dict[str, int] = field(default_factory=dict)
     tally: Tally = field(default_factory=Tally)
@@ -231,13 +265,15 @@ class _Pass:
                 continue
             calls += attempt.get("placed") is True
             in_range.append(attempt)
-            position = numbers.index(attempt.get("phone")) + 1 if attempt.get("phone") in numbers else 0
+            phone = attempt.get("phone")
+            position = numbers.index(phone) + 1 if phone in numbers else 0
+            figures = attempt_figures(attempt)
             for tally in (info.tally, self.total, self.by_day[local.date()], self.by_hour[local.hour],
                           self.by_position[position]):
-                tally.add(attempt)
-            if attempt.get("placed") is True and attempt.get("outcome"):
+                tally.add_figures(figures)
+            if figures[0] is True and figures[1]:
                 reason = attempt.get("disconnection_reason") or f"status_{attempt.get('call_status') or 'unknown'}"
-                self.by_reason[(attempt["outcome"], reason)].add(attempt)
+                self.by_reason[(figures[1], reason)].add_figures(figures)
             self._collected(info, raw, attempt, local, sent)
         self.calls_per_job[calls] += 1
         self.segments.job(info.doc["_id"], raw, in_range)
@@ -258,9 +294,11 @@ class _Pass:
         amount_key = next((k for k in PROMISE_AMOUNT_KEYS if new.get(k) not in (None, "")), None)
         date_key = next((k for k in PROMISE_DATE_KEYS if new.get(k) not in (None, "")), None)
         if amount_key or date_key:
+            said = next((c for k in PROMISE_CURRENCY_KEYS if (c := _code(got.get(k))) is not None), None)
             self.promises.append([
                 info.doc["_id"], str(raw["_id"]), raw.get("name") or "", local.replace(tzinfo=None),
                 number(new.get(amount_key)) if amount_key else None,
+                said or info.currency, "collected" if said else "account",
                 parse_day(new.get(date_key)) if date_key else None,
                 attempt.get("success") is True, attempt.get("call_id") or "",
             ])
@@ -273,13 +311,34 @@ async def _batches(flt: ReportFilter) -> list[dict[str, Any]]:
         query["_id"] = flt.batch
     if flt.account is not None:
         query["account_id"] = flt.account
+    # the whole call_settings: the embedded server answers a dotted projection with a flat dotted key
     fields = {"account_id": 1, "name": 1, "status": 1, "status_reason": 1, "waiting_reason": 1,
-              "call_settings.timezone": 1, "from_number": 1, "agent_split": 1}
+              "call_settings": 1, "from_number": 1, "agent_split": 1}
     return await Batch.get_pymongo_collection().find(query, fields).sort("_id", 1).to_list()
 
 
-def _tz(batch: dict[str, Any]) -> tzinfo:
-    return ZoneInfo((batch.get("call_settings") or {}).get("timezone") or "America/Santiago")
+def _code(value: Any) -> str | None:
+    """A collected currency as an ISO 4217 code ("clp" → "CLP"), None when it is not one."""
+    try:
+        return currency_code(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+async def _currencies(accounts: set[str]) -> dict[str, str]:
+    """Each account's currency (an account without a document: the default)."""
+    found = await Account.get_pymongo_collection().find(
+        {"_id": {"$in": sorted(accounts)}}, {"currency": 1}).to_list() if accounts else []
+    return {d["_id"]: _code(d.get("currency")) or CURRENCY for d in found}
+
+
+def batch_tz(batch: dict[str, Any]) -> tzinfo:
+    """A batch document's timezone (nested, or flat as a dotted projection comes back from nx-27017)."""
+    name = (batch.get("call_settings") or {}).get("timezone") or batch.get("call_settings.timezone")
+    return ZoneInfo(name or "America/Santiago")
+
+
+_tz = batch_tz
 
 
 async def build_report(flt: ReportFilter, now: datetime, *, on_jobs: Any = None) -> Report:
@@ -288,8 +347,11 @@ async def build_report(flt: ReportFilter, now: datetime, *, on_jobs: Any = None)
 
     run = _Pass(flt, dialing=DialingTally())
     coll = Job.get_pymongo_collection()
-    for doc in await _batches(flt):
-        info = run.batches[doc["_id"]] = _BatchInfo(doc=doc, tz=_tz(doc))
+    docs = await _batches(flt)
+    currency_of = await _currencies({d.get("account_id") for d in docs if d.get("account_id")})
+    for doc in docs:
+        info = run.batches[doc["_id"]] = _BatchInfo(doc=doc, tz=_tz(doc),
+                                                    currency=currency_of.get(doc.get("account_id"), CURRENCY))
         seen: set[Any] = set()
         # One cursor per (batch, state): the (batch_id, state) index answers each in full.
         for state in JobState:
@@ -299,14 +361,22 @@ async def build_report(flt: ReportFilter, now: datetime, *, on_jobs: Any = None)
                     continue
                 seen.add(raw["_id"])
                 run.job(info, raw)
+                if run.jobs % YIELD_EVERY == 0:
+                    # buffered documents are processed without awaiting: yield so the runtime serving
+                    # this report (the control endpoint's route) keeps running its calls meanwhile
+                    await anyio.lowlevel.checkpoint()
                 if on_jobs is not None and run.jobs % CURSOR_BATCH == 0:
                     on_jobs(run.jobs)
     if on_jobs is not None:
         on_jobs(run.jobs)
     dnc = await _do_not_call(flt, run)
-    sections = _sections(run, dnc)
+    costs: dict[str, Decimal] = {}
+    for info in run.batches.values():
+        costs[info.currency] = costs.get(info.currency, Decimal(0)) + info.tally.cost
+    currency = next(iter(costs)) if len(costs) == 1 else CURRENCY if not costs else MIXED
+    sections = _sections(run, dnc, currency)
     sections.update(await dialing_sections(run.dialing, flt, {i.doc.get("account_id") for i in run.batches.values()}))
-    return Report(generated_at=now, filter=flt, sections=sections)
+    return Report(generated_at=now, filter=flt, sections=sections, currency=currency, costs_by_currency=costs)
 
 
 async def _do_not_call(flt: ReportFilter, run: _Pass) -> list[list[Any]]:
@@ -338,7 +408,7 @@ def _why_waiting(info: _BatchInfo, state: str) -> str:
     return ""
 
 
-def _sections(run: _Pass, dnc: list[list[Any]]) -> dict[str, Section]:
+def _sections(run: _Pass, dnc: list[list[Any]], currency: str) -> dict[str, Section]:
     states = [s.value for s in JobState]
     s: dict[str, Section] = {}
 
@@ -346,22 +416,28 @@ def _sections(run: _Pass, dnc: list[list[Any]]) -> dict[str, Section]:
         s[section.key] = section
 
     t = run.total
+    promise_currencies = {p[5] for p in run.promises if p[4] is not None}
+    promised = (sum((p[4] for p in run.promises if p[4] is not None), Decimal(0))
+                if len(promise_currencies) <= 1 else None)  # amounts of different currencies: not added
+    money = t.money() if currency != MIXED else [None, None, None]
     add(Section("totals", "Totals", [
         Column("batches"), Column("jobs"), Column("calls"), Column("not_placed"), Column("contacts"),
         Column("successes"), Column("contact_rate", "rate"), Column("success_rate", "rate"), Column("talk_ms"),
         Column("talk_minutes", "minutes"), *MONEY_COLUMNS, Column("promises"),
-        Column("promised_amount", "number"), Column("do_not_call_added")],
+        Column("promised_amount", "number"), Column("do_not_call_added"), Column("currency", "text"),
+        Column("promised_currency", "text")],
         [[len(run.batches), run.jobs, t.calls, t.not_placed, t.contacts, t.successes, *t.rates(), t.talk_ms,
-          minutes(t.talk_ms), *t.money(), len(run.promises),
-          sum((p[4] for p in run.promises if p[4] is not None), Decimal(0)), len(dnc)]]))
+          minutes(t.talk_ms), *money, len(run.promises), promised, len(dnc), currency,
+          next(iter(promise_currencies)) if len(promise_currencies) == 1 else MIXED if promise_currencies else ""]]))
     add(Section("batches", "Batches", [
         Column("batch", "text"), Column("account", "text"), Column("name", "text"), Column("status", "text"),
         Column("timezone", "text"), Column("jobs"), *[Column(st) for st in states], Column("waiting_reason", "text"),
-        Column("not_placed"), *RESULT_COLUMNS, Column("talk_minutes", "minutes"), *MONEY_COLUMNS],
+        Column("not_placed"), *RESULT_COLUMNS, Column("talk_minutes", "minutes"), *MONEY_COLUMNS,
+        Column("currency", "text")],
         [[bid, i.doc.get("account_id"), i.doc.get("name", ""), i.doc.get("status"), str(i.tz), i.states.total(),
           *[i.states[st] for st in states], i.doc.get("waiting_reason") or "", i.tally.not_placed,
           i.tally.calls, i.tally.contacts, i.tally.successes, *i.tally.rates(), minutes(i.tally.talk_ms),
-          *i.tally.money()] for bid, i in run.batches.items()]))
+          *i.tally.money(), i.currency] for bid, i in run.batches.items()]))
     add(Section("states", "Jobs by state", [Column("batch", "text"), Column("state", "text"), Column("jobs"),
                                              Column("why", "text")],
                 [[bid, st, n, _why_waiting(i, st) if st in {w.value for w in WAITING_STATES} else ""]
@@ -385,9 +461,9 @@ def _sections(run: _Pass, dnc: list[list[Any]]) -> dict[str, Section]:
                 [[n, jobs, ratio(jobs, run.jobs)] for n, jobs in sorted(run.calls_per_job.items())]))
     add(Section("promises", "Promises to pay", [
         Column("batch", "text"), Column("job_id", "text"), Column("name", "text"), Column("called_at", "datetime"),
-        Column("promised_amount", "number"), Column("promised_date", "date"), Column("success", "text"),
-        Column("call_id", "text")],
-        [[*p[:6], "yes" if p[6] else "no", p[7]] for p in sorted(run.promises, key=lambda p: (p[0], p[3]))]))
+        Column("promised_amount", "number"), Column("currency", "text"), Column("currency_from", "text"),
+        Column("promised_date", "date"), Column("success", "text"), Column("call_id", "text")],
+        [[*p[:8], "yes" if p[8] else "no", p[9]] for p in sorted(run.promises, key=lambda p: (p[0], p[3]))]))
     add(Section("collected", "Collected variables", [Column("variable", "text"), Column("calls"),
                                                      Column("numeric_values"), Column("numeric_total", "number")],
                 [[k, v[0], v[2], v[1] if v[2] else None] for k, v in sorted(run.collected.items())]))
@@ -423,6 +499,7 @@ def to_json(report: Report) -> dict[str, Any]:
     return {
         "generated_at": report.generated_at.isoformat(), "filter": report.filter.to_dict(),
         "currency": report.currency, "money_unit": "cents",
+        "costs_by_currency": {k: plain(v) for k, v in report.costs_by_currency.items()},
         "sections": {k: {"title": sec.title, "columns": [{"name": c.name, "kind": c.kind} for c in sec.columns],
                          "rows": [{k2: plain(v) for k2, v in r.items()} for r in sec.records()]}
                      for k, sec in report.sections.items()},

@@ -7,10 +7,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from speechai.reports.data import Column, Report, Section, to_json
+from speechai.reports.data import MIXED, Column, Report, Section, to_json
 
 # Long listings are cut in the terminal (the other formats carry every row).
 TERMINAL_MAX_ROWS = 50
+# Stored text (an agent's variable, a do-not-call reason) may hold control characters: shown escaped,
+# never sent to the terminal as they are (an escape sequence would rewrite the screen).
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
 
 
 def cell_text(value: Any, column: Column, currency: str = "USD") -> str:
@@ -26,7 +29,7 @@ def cell_text(value: Any, column: Column, currency: str = "USD") -> str:
         return value.isoformat()
     if isinstance(value, Decimal):
         return f"{value.normalize():f}"
-    return str(value)
+    return str(value).translate(_CONTROLS)
 
 
 def money_text(cents: Decimal | None, currency: str) -> str:
@@ -42,16 +45,25 @@ def _pct(rate: Decimal | None) -> str:
 def _headline(report: Report) -> list[str]:
     t = report.section("totals").records()[0]
     f = report.filter.to_dict()
+    if report.currency == MIXED:  # accounts of different currencies: one sum per currency
+        cost = " + ".join(money_text(v, k) for k, v in sorted(report.costs_by_currency.items()))
+        unit = "money columns (*_cents) are in cents of each batch's currency (see the batches' currency column)"
+    else:
+        cost = (f"{money_text(t['cost_cents'], report.currency)} (per call "
+                f"{money_text(t['cost_per_call_cents'], report.currency)}, per success "
+                f"{money_text(t['cost_per_success_cents'], report.currency)})")
+        unit = "money columns (*_cents) are in cents of " + report.currency
+    promised = "–" if t["promised_amount"] is None else f"{t['promised_amount']:,}"
+    if t["promised_currency"] and t["promised_amount"] is not None:
+        promised += f" {t['promised_currency']}"
     scope = ", ".join(f"{k} {v}" for k, v in f.items() if v) or "all batches, all dates"
     return [
         f"SpeechAI campaign report — {scope} (generated {report.generated_at.strftime('%Y-%m-%d %H:%M %Z')})",
         f"{t['batches']} batches, {t['jobs']} jobs; {t['calls']} calls ({t['not_placed']} not placed); "
         f"contacts {t['contacts']} ({_pct(t['contact_rate'])}), successes {t['successes']} ({_pct(t['success_rate'])})",
-        f"talk time {t['talk_minutes']} min; cost {money_text(t['cost_cents'], report.currency)} "
-        f"(per call {money_text(t['cost_per_call_cents'], report.currency)}, per success "
-        f"{money_text(t['cost_per_success_cents'], report.currency)}); promises to pay {t['promises']} "
-        f"totalling {t['promised_amount']:,}; do-not-call additions {t['do_not_call_added']}",
-        "money columns (*_cents) are in cents of " + report.currency,
+        f"talk time {t['talk_minutes']} min; cost {cost}; promises to pay {t['promises']} "
+        f"totalling {promised}; do-not-call additions {t['do_not_call_added']}",
+        unit,
     ]
 
 

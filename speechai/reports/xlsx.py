@@ -12,11 +12,12 @@ from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.chart import BarChart, Reference
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
-from speechai.reports.data import OUTCOME_CLASSES, Column, Report, Section
+from speechai.reports.data import MIXED, OUTCOME_CLASSES, Column, Report, Section
 
 FORMATS = {"cents": "#,##0.0000", "rate": "0.0%", "minutes": "#,##0.00", "number": "#,##0.##",
            "date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm", "int": "0"}
@@ -28,9 +29,20 @@ def sheet_name(section: Section) -> str:
     return section.key.replace("_", " ").capitalize()[:31]
 
 
+def clean_text(value: Any) -> Any:
+    """Text as a cell may hold: control characters (a do-not-call reason "a\\x01b", an agent's variable)
+    make openpyxl refuse the whole workbook, so each becomes U+FFFD; other values pass unchanged."""
+    if not isinstance(value, str):
+        return value
+    value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+    # a lone surrogate cannot be written as UTF-8 either
+    return value.encode("utf-8", "replace").decode("utf-8") if not value.isascii() else value
+
+
 def _cell(ws: Any, value: Any, column: Column) -> Any:
     if value == "":
         value = None  # a blank cell: Excel keeps no empty text
+    value = clean_text(value)
     if isinstance(value, Decimal):
         # Excel keeps doubles: the shortest decimal text of the value is what a reader gets back
         value = int(value) if value == value.to_integral_value() and column.kind == "int" else float(value)
@@ -51,7 +63,7 @@ def _write_section(wb: Workbook, section: Section) -> Any:
         ws.column_dimensions[get_column_letter(i)].width = max(WIDTHS.get(column.kind, 12), len(column.name) + 2)
     header = []
     for column in section.columns:
-        cell = WriteOnlyCell(ws, value=column.name)
+        cell = WriteOnlyCell(ws, value=clean_text(column.name))
         cell.font = HEADER_FONT
         header.append(cell)
     ws.append(header)
@@ -81,8 +93,11 @@ def write_xlsx(report: Report, target: Path | io.BytesIO) -> None:
     about.append(["SpeechAI campaign report"])
     about.append(["generated_at", report.generated_at.replace(tzinfo=None)])
     for key, value in report.filter.to_dict().items():
-        about.append([key, date.fromisoformat(value) if key in ("from", "to") and value else value])
-    about.append(["money", f"cents of {report.currency} (columns named *_cents)"])
+        about.append([key, date.fromisoformat(value) if key in ("from", "to") and value else clean_text(value)])
+    unit = "each batch's currency (Batches sheet)" if report.currency == MIXED else report.currency
+    about.append(["money", f"cents of {unit} (columns named *_cents), never converted"])
+    for code, cost in sorted(report.costs_by_currency.items()):
+        about.append([f"cost_cents {code}", float(cost)])
     about.append(["times", "local time of each batch's timezone"])
     for section in report.sections.values():
         ws = _write_section(wb, section)

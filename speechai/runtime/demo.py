@@ -56,4 +56,5 @@ async def run_demo(config: Config) -> int:
 
 async def print_summary(batch_ids: list[str], elapsed: float) -> None:
     s = await summarize(batch_ids)
-    print(f"\ncampaign finished in {elapsed:.0f} s real time\n{s.render()}")
+    print(f"\ncampaign finished in {elapsed:.0f} s real time\n{s.render()}\n"
+          "full report: speechai report --format xlsx (or --format terminal)")

@@ -45,7 +45,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -55,9 +55,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _cmdline(pid: int) -> str:
+def cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
 
@@ -152,15 +152,15 @@ class EmbeddedMongo:
         except (ValueError, KeyError, TypeError):
             state_path.unlink(missing_ok=True)
             return
-        if owner_pid != os.getpid() and _alive(owner_pid) and "speechai" in _cmdline(owner_pid):
+        if owner_pid != os.getpid() and pid_alive(owner_pid) and "speechai" in cmdline(owner_pid):
             raise EmbeddedServerError(
                 f"data directory {self.data_dir} is in use by a running speechai process (pid {owner_pid}); "
                 "stop it or choose another data_dir"
             )
-        if _alive(server_pid) and "nx_27017" in _cmdline(server_pid):
+        if pid_alive(server_pid) and "nx_27017" in cmdline(server_pid):
             os.kill(server_pid, signal.SIGKILL)
             for _ in range(100):
-                if not _alive(server_pid):
+                if not pid_alive(server_pid):
                     break
                 time.sleep(0.02)
         state_path.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pymongo
 from beanie import Document
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pymongo import IndexModel
 
 from speechai.domain.events import OutboxItem
@@ -65,8 +65,31 @@ class AgentArm(BaseModel):
     weight: float = 1.0
 
 
+# ISO 4217 alphabetic codes in use (2025), funds and metals included: what an account's currency may be.
+ISO_4217 = frozenset("""
+AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD CAD CDF CHE
+CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ
+GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD
+MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG
+QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD
+TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU
+XTS XUA XXX YER ZAR ZMW ZWG ZWL
+""".split())
+
+
+def currency_code(value: str) -> str:
+    """An ISO 4217 code ("usd" → "USD"); ValueError naming the value otherwise."""
+    code = value.strip().upper() if isinstance(value, str) else value
+    if code not in ISO_4217:
+        raise ValueError(f"currency must be an ISO 4217 code such as USD or CLP, got {str(value)[:20]!r}")
+    return code
+
+
 class Account(Document):
-    """``id`` is the account's slug. Money in integer cents; balances change only by guarded ``$inc``."""
+    """``id`` is the account's slug. Money in integer cents; balances change only by guarded ``$inc``.
+
+    ``currency`` names the unit of the account's money figures (balance, cost): the provider's cost is
+    charged as it comes, never converted, so it is the currency the provider bills this account's calls in."""
 
     id: str  # type: ignore[assignment]
     name: str = ""
@@ -79,6 +102,7 @@ class Account(Document):
     max_concurrent_calls: int = 20
     daily_call_limit: int | None = None
     suspended_reason: str | None = None
+    currency: str = "USD"  # ISO 4217; reports show cost in it
     # --- dialing controls (docs/dialing.md) ---
     caller_ids: list[CallerId] = Field(default_factory=list)  # the pool, unless a batch has its own
     caller_id_daily_cap: int | None = None  # dials per from-number per local day
@@ -93,6 +117,11 @@ class Account(Document):
     predial_skip_delay_min: int = 60
     # events written with the change that caused them (account.suspended), relayed to the outbox
     outbox: list[OutboxItem] = Field(default_factory=list)
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _iso_currency(cls, value: Any) -> str:
+        return currency_code(value)
 
     class Settings:
         name = "accounts"
@@ -385,10 +414,23 @@ class DialRate(Document):
 
 
 class InstanceRecord(Document):
-    """An instance id's generation, bumped at every start: fences an older process of the same id."""
+    """An instance id's generation, bumped at every start: fences an older process of the same id.
+
+    The heartbeat of the current generation also writes what ``speechai status`` shows: when it last beat,
+    its lease TTL (an instance is stale once its beat is older than two of them), the scheduler's last
+    fill pass, calls in flight and where it runs. Times are integer wall-clock epoch ms (never $set a
+    datetime); ``stopped_ms`` is set when the instance stopped cleanly."""
 
     id: str  # type: ignore[assignment]
     generation: int = 0
+    heartbeat_ms: int | None = None
+    lease_ttl_ms: int | None = None
+    last_pass_ms: int | None = None
+    in_flight: int = 0
+    pid: int | None = None
+    host: str = ""
+    started_ms: int | None = None
+    stopped_ms: int | None = None
 
     class Settings:
         name = "instances"

@@ -83,16 +83,25 @@ async def test_status_and_indexes(workdir) -> None:
     status = json.loads(out.stdout)
     [instance] = status["instances"]
     assert instance["generation"] == 1
+    # the heartbeat's record: the campaign's instance stopped cleanly, after beating and passing
+    assert instance["state"] == "stopped" and instance["lease_ttl_ms"] == 30_000
+    assert isinstance(instance["pid"], int) and instance["host"]
+    assert instance["started_ms"] <= instance["heartbeat_ms"] <= instance["stopped_ms"] <= status["now_ms"]
+    assert isinstance(instance["last_pass_ms"], int) and instance["last_pass_ms"] >= instance["started_ms"]
     assert status["calls_in_flight"] == 0 and status["leases"] == {}
     assert {b["id"]: b["status"] for b in status["batches"]} == {"b1": "active", "held": "paused"}
     assert "paused" in next(b for b in status["batches"] if b["id"] == "held")["waiting_reason"]
     assert status["last_job_change_ms"] > 0
     assert all(not g["live"] or g["slots"] >= 0 for g in status["grants"])
 
+    text = speechai("status", cwd=workdir)
+    assert text.returncode == 0 and "generation 1  STOPPED  (pid " in text.stdout, text.stdout
+    assert "last scheduler pass 20" in text.stdout
+
     out = speechai("db", "indexes", cwd=workdir)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[-1].endswith(", 0 missing")
+    assert lines[-1].endswith(" 0 created, 0 missing")
     assert any(line.startswith("jobs") and " ok " in line and "unique dedup_key asc" in line for line in lines)
     assert any(line.startswith("calls") and "unique call_id asc" in line for line in lines)
 

@@ -3,6 +3,7 @@ sign in, watch the counts move by Server-Sent Events, pause a batch from the pag
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from actors.clock import SimClock
 from speechai.retell.simulator import RetellSimulator
-from speechai.store.models import Account, Batch, BatchStatus
+from speechai.store.models import Account, Batch, BatchStatus, Job
 from tests.reports.campaign import MONDAY_0850, SETTINGS
 from tests.runtime.harness import API_KEY, Person, make_config, script, seed_batch
 from tests.runtime.test_policy_e2e import TOKEN, drive
@@ -20,7 +21,9 @@ from tests.runtime.test_policy_e2e import TOKEN, drive
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-DOCS_SHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS_SHOT = ROOT / "docs" / "dashboard.png"
+ARTIFACTS = ROOT / "test-artifacts"  # gitignored: where CI picks up the screenshot
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed (.ci/run installs it)")
 OUTCOMES = (["success"], ["no_answer", "success"], ["answered", "answered"], ["voicemail", "success"])
 
@@ -31,9 +34,12 @@ def people(prefix: str, n: int) -> list[Person]:
 
 
 def keep_screenshot(shot: Path) -> None:
-    """The screenshot stays with the test's files; SPEECHAI_UPDATE_SCREENSHOT=1 also refreshes the
-    README's picture (a test run never changes the source tree otherwise)."""
+    """The screenshot stays with the test's files and in ``test-artifacts/`` (a stable place to collect
+    it from); SPEECHAI_UPDATE_SCREENSHOT=1 also refreshes the README's picture (a test run never changes
+    the tracked source tree otherwise)."""
     assert shot.stat().st_size > 10_000
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copyfile(shot, ARTIFACTS / "dashboard.png")
     if os.environ.get("SPEECHAI_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, DOCS_SHOT)
 
@@ -74,8 +80,21 @@ async def test_dashboard_live(db, mongo_uri, tmp_path, monkeypatch) -> None:
                 await page.get_by_role("button", name="Pause batch b2").click()
                 await page.locator('tr[data-batch="b2"] [data-role="status"]', has_text="paused").wait_for()
                 stored = await Batch.get("b2")
-                assert stored.status == BatchStatus.PAUSED and stored.status_reason == "paused by operator"
+                assert stored.status == BatchStatus.PAUSED and stored.status_reason.startswith("paused by operator")
                 assert await page.get_by_role("button", name="Resume batch b2").is_visible()
+                await page.get_by_role("button", name="Resume batch b2").click()
+                await page.locator('tr[data-batch="b2"] [data-role="status"]', has_text="active").wait_for()
+                assert (await Batch.get("b2")).status == BatchStatus.ACTIVE
+                # cancel asks first: dismissed, nothing changes; accepted, the batch is cancelled for good
+                page.once("dialog", lambda d: asyncio.ensure_future(d.dismiss()))
+                await page.get_by_role("button", name="Cancel batch b2").click()
+                await page.get_by_role("button", name="Pause batch b2").wait_for()
+                assert (await Batch.get("b2")).status == BatchStatus.ACTIVE
+                page.once("dialog", lambda d: asyncio.ensure_future(d.accept()))
+                await page.get_by_role("button", name="Cancel batch b2").click()
+                await page.locator('tr[data-batch="b2"] [data-role="status"]', has_text="cancelled").wait_for()
+                assert (await Batch.get("b2")).status == BatchStatus.CANCELLED
+                assert await page.get_by_role("button", name="Resume batch b2").count() == 0
 
                 await page.get_by_label("Job id").fill(str(job.id))
                 await page.get_by_label("Job id").press("Enter")
@@ -83,6 +102,22 @@ async def test_dashboard_live(db, mongo_uri, tmp_path, monkeypatch) -> None:
                 assert state in {"pending", "in_flight", "retry_scheduled", "done", "failed"}
                 await page.wait_for_function("Number(document.getElementById('calls').textContent) > 0",
                                              timeout=15000)
+                # the headline figures are live: they match the stored attempts as the page shows them
+                await page.wait_for_function(
+                    "document.getElementById('cost').textContent.startsWith('$') && "
+                    "document.getElementById('cost').textContent !== '$0.00' && "
+                    "document.getElementById('outcomes').textContent.includes('conversation')", timeout=20000)
+                shown = await page.evaluate("""async () => {
+                    const r = await fetch('/dashboard/summary', {headers: {Authorization: 'Bearer ' +
+                        sessionStorage.getItem('speechai-token')}});
+                    return await r.json(); }""")
+                stored = [a async for j in Job.find({}) for a in j.attempts if a.placed]
+                finished = [a for a in stored if a.outcome is not None]
+                assert shown["totals"]["calls"] <= len(stored) and shown["totals"]["finished"] <= len(finished)
+                # figures read no later than the stored ones: none may be ahead of the database
+                assert shown["totals"]["finished"] >= 1 and shown["outcomes"].get("conversation", 0) >= 1
+                cost_text = await page.locator("#cost").inner_text()
+                assert float(cost_text.lstrip("$")) > 0
                 shot = tmp_path / "dashboard.png"
                 await page.screenshot(path=str(shot), full_page=True)
                 keep_screenshot(shot)

@@ -866,6 +866,7 @@ class Routes:
         except DuplicateKeyError:
             return answer(s.DoNotCallOut, {"key": body.key, "status": "already listed"})
         note(request, "do_not_call.add", account.id, body.key, after={"key": body.key, "reason": body.reason})
+        self._wake(f"account {account.id} do-not-call changed")  # jobs waiting for a line read it again
         return answer(s.DoNotCallOut, {"key": body.key, "status": "added"}, status=201)
 
     # --- keys and audit -------------------------------------------------------------------------------

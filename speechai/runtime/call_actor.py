@@ -191,9 +191,9 @@ class CallActor:
     async def _ready(self, batch: Batch, settings: CallSettings) -> tuple[Batch, CallSettings] | None:
         """The checks, then (for a job claimed ahead of a free line) the wait for a line: a freed line
         then costs only the takes, the write-ahead and the create-call. An operator's change recalls the
-        ticket: what it may have changed (batch, account) is looked at again; after ``LINE_WAIT_S`` real
-        seconds without a line every check is made again, so nothing read is older than that (and the
-        do-not-call list is read once more before the dial). None: not dialing (recorded)."""
+        ticket: what it may have changed (batch, account, do-not-call list) is looked at again; after
+        ``LINE_WAIT_S`` real seconds without a line every check is made again, so nothing read is older
+        than that. None: not dialing (recorded)."""
         checked = False
         while True:
             if not checked and not await self._check(batch, settings):
@@ -220,6 +220,9 @@ class CallActor:
             stored = await Job.get(job.id)
             if stored is None or stored.version != job.version:
                 self.log.info("job_changed_while_waiting_for_a_line")
+                return None
+            if await is_do_not_call(job):  # listed meanwhile (through this instance: it recalls at once)
+                await self._release(JobState.EXCLUDED, "on the do-not-call list", None)
                 return None
         batch = await self.rt.batches.get(job.batch_id)
         if batch is None:
@@ -282,9 +285,6 @@ class CallActor:
         for this dial, all or none."""
         job, now = self._job, self.rt.clock.now()
         account = await self.rt.accounts.get(job.account_id)
-        if self._ticket is not None and await is_do_not_call(job):  # listed while it waited for the line
-            await self._release(JobState.EXCLUDED, "on the do-not-call list", None)
-            return None
         if (stop := await dialing.predial_gate(self.rt, account, job, settings)) is not None:
             await self._release(stop.state, stop.reason, stop.at)
             return None

@@ -99,6 +99,8 @@ async def _has_agents(account_id: str) -> bool:
     hit = _agents_seen.get(account_id)
     if hit is not None and time.monotonic() - hit[0] < AGENTS_TTL_S:
         return hit[1]
+    if hit is not None:  # one refresh at a time: the dials meanwhile use the answer a few seconds old
+        _agents_seen[account_id] = (time.monotonic(), hit[1])
     found = await AgentUser.get_pymongo_collection().find_one({"account_id": account_id}, {"_id": 1}) is not None
     _agents_seen[account_id] = (time.monotonic(), found)
     return found

@@ -106,3 +106,34 @@ async def test_a_pause_sends_the_jobs_waiting_for_a_line_back_undialed(db, mongo
     for job in jobs[1:]:
         back = await Job.get(job.id)
         assert back.state == JobState.PENDING and back.attempts == [] and back.lease is None
+
+
+async def test_a_do_not_call_entry_reaches_a_job_waiting_for_a_line(db, mongo_uri, tmp_path, control_token) -> None:
+    clock = SimClock(MONDAY_1000, speed=20)
+    people = [Person([phone(0)], {phone(0): ["long_call"]}),
+              *(Person([phone(i)], {phone(i): ["success"]}) for i in (1, 2))]
+    settings = CallSettings(max_attempts=1, max_call_duration_s=120)
+    async with RetellSimulator(api_key=API_KEY, clock=clock) as sim:
+        script(sim, people)
+        jobs = await seed_batch("b1", people, settings, clock.now())
+        waiting: list[str] = []
+
+        async def body(inst: Instance, http: aiohttp.ClientSession, base: str) -> None:
+            with anyio.fail_after(20):
+                while not sim.dials or not any(t.waiting for t, _ in inst.scheduler._tickets.values()):  # noqa: ASYNC110
+                    await anyio.sleep(0.005)
+            waiting.extend(inst.scheduler.in_flight)
+            for i in (1, 2):
+                async with http.post(f"{base}/accounts/acme/do-not-call", json={"key": phone(i)}) as r:
+                    assert r.status == 201
+            with anyio.fail_after(20):
+                while inst.scheduler._tickets:  # noqa: ASYNC110 - the scheduler's state has no event
+                    await anyio.sleep(0.005)
+
+        await drive(db, make_config(db, mongo_uri, tmp_path, concurrency=1, ready_ahead=1), clock, sim, body,
+                    within=40)
+        assert [d.to_number for d in sim.dials] == [phone(0)]
+    ahead = [j for j in jobs[1:] if str(j.id) in waiting]
+    assert len(ahead) == 1  # one of them was waiting for the line when it was listed
+    back = await Job.get(ahead[0].id)
+    assert back.state == JobState.EXCLUDED and back.attempts == [] and "do-not-call" in back.last_reason

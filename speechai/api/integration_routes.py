@@ -14,7 +14,7 @@ from pymongo.errors import DuplicateKeyError
 
 from speechai.api import schemas as s
 from speechai.api.audit import note
-from speechai.api.auth import account_scope, ensure_account, principal, requires
+from speechai.api.auth import account_scope, ensure_account, principal, register_account_resolver, requires
 from speechai.api.openapi import documented
 from speechai.api.problems import ApiError, invalid
 from speechai.api.routes import cursor_key, page, parse_query, path_id
@@ -449,3 +449,18 @@ def integration_routes(*, clock: Any, outbox: Outbox, allow_private_targets: boo
         web.post("/crm/opportunities", create_opportunity),
         web.get("/crm/opportunities", list_opportunities),
     ]
+
+
+async def _subscription_account(sub_id: str) -> str | None:
+    row = await Subscription.get_pymongo_collection().find_one({"_id": sub_id}, {"account_id": 1})
+    return None if row is None else row.get("account_id")
+
+
+async def _delivery_account(delivery_id: str) -> str | None:
+    row = await Delivery.get_pymongo_collection().find_one({"_id": delivery_id}, {"account_id": 1})
+    return None if row is None else row.get("account_id")
+
+
+# A key refused by its role still gets 404 for another account's subscription or delivery (speechai.api.auth).
+register_account_resolver("sub_id", "subscription", _subscription_account)
+register_account_resolver("delivery_id", "delivery", _delivery_account)

@@ -106,3 +106,21 @@ async def test_an_ab_weight_past_the_bound_is_422_naming_the_field(api: Api) -> 
     status, got = await api.call("acme:operator", "PATCH", "/batches/a1/dialing", json=ok)
     assert status == 200 and got["agent_split"][1]["weight"] == 1_000_000, got
     assert json.dumps(got)  # a shaped answer
+
+
+async def test_a_role_refused_key_gets_404_for_another_accounts_subscription_or_delivery(api: Api) -> None:
+    from speechai.store.outbox_models import Delivery, Subscription
+
+    await Subscription.get_pymongo_collection().insert_one({"_id": "sub_acme", "account_id": "acme"})
+    await Delivery.get_pymongo_collection().insert_one({"_id": "dlv_acme", "account_id": "acme"})
+    writes = [("PATCH", "/webhooks/subscriptions/sub_acme", {"active": False}),
+              ("DELETE", "/webhooks/subscriptions/sub_acme", None),
+              ("POST", "/webhooks/deliveries/dlv_acme/replay", None)]
+    for method, path, body in writes:
+        status, got = await api.call("beta:viewer", method, path, json=body)  # a viewer may not write at all
+        assert status == 404, (method, path, got)
+        status, missing = await api.call("beta:viewer", method, path.replace("_acme", "_none"), json=body)
+        assert (status, missing["detail"]) == (404, got["detail"].replace("_acme", "_none"))
+        status, _ = await api.call("acme:viewer", method, path, json=body)  # its own account's: the role
+        assert status == 403, (method, path)
+    assert await Subscription.get_pymongo_collection().count_documents({"_id": "sub_acme"}) == 1

@@ -66,7 +66,7 @@ async def _replace_calls(docs: list[dict[str, Any]]) -> list[None]:
 
 # Written after the call's line is free (off the path to the next dial): a short wait lets the calls
 # that end around the same moment share one bulk write.
-_call_payloads: Batcher[dict[str, Any], None] = Batcher(_replace_calls, window_s=0.25)
+_call_payloads: Batcher[dict[str, Any], None] = Batcher(_replace_calls, window_s=0.05)
 
 
 async def checkpoint(job: Job, *, outage_backoff_s: float = 0.5, max_backoff_s: float = 5.0) -> None:

@@ -72,6 +72,24 @@ async def test_ready_ahead_zero_claims_only_for_free_lines(db, mongo_uri, tmp_pa
     assert samples and max(s["ahead"] for s in samples) == 0  # no job was ever claimed ahead of a line
 
 
+# One line, held by a call that talks until its maximum; the next job is claimed ahead and waits.
+ONE_LINE_PEOPLE = [Person([phone(0)], {phone(0): ["long_call"]}),
+                   *(Person([phone(i)], {phone(i): ["success"]}) for i in (1, 2))]
+ONE_LINE_SETTINGS = CallSettings(max_attempts=1, max_call_duration_s=120)
+
+
+async def _one_dialed_one_waiting(inst: Instance, sim: RetellSimulator) -> None:
+    with anyio.fail_after(20):
+        while not sim.dials or not any(t.waiting for t, _ in inst.scheduler._tickets.values()):  # noqa: ASYNC110
+            await anyio.sleep(0.005)
+
+
+async def _none_waiting(inst: Instance) -> None:
+    with anyio.fail_after(20):
+        while inst.scheduler._tickets:  # noqa: ASYNC110 - the scheduler's state has no event
+            await anyio.sleep(0.005)
+
+
 @pytest.fixture
 def control_token(monkeypatch) -> str:
     monkeypatch.setenv("SPEECHAI_CONTROL_TOKEN", TOKEN)
@@ -80,25 +98,18 @@ def control_token(monkeypatch) -> str:
 
 async def test_a_pause_sends_the_jobs_waiting_for_a_line_back_undialed(db, mongo_uri, tmp_path,
                                                                        control_token) -> None:
-    # One line, held by a call that talks until its maximum; the next job is claimed ahead and waits.
     clock = SimClock(MONDAY_1000, speed=20)
-    people = [Person([phone(0)], {phone(0): ["long_call"]}),
-              *(Person([phone(i)], {phone(i): ["success"]}) for i in (1, 2))]
-    settings = CallSettings(max_attempts=1, max_call_duration_s=120)
+    people, settings = ONE_LINE_PEOPLE, ONE_LINE_SETTINGS
     async with RetellSimulator(api_key=API_KEY, clock=clock) as sim:
         script(sim, people)
         jobs = await seed_batch("b1", people, settings, clock.now())
 
         async def body(inst: Instance, http: aiohttp.ClientSession, base: str) -> None:
-            with anyio.fail_after(20):
-                while not sim.dials or not any(t.waiting for t, _ in inst.scheduler._tickets.values()):  # noqa: ASYNC110
-                    await anyio.sleep(0.005)
+            await _one_dialed_one_waiting(inst, sim)
             assert len(sim.dials) == 1 and sim.live_calls() == 1
             async with http.post(f"{base}/batches/b1/pause") as r:
                 assert r.status == 200
-            with anyio.fail_after(20):
-                while inst.scheduler._tickets:  # noqa: ASYNC110 - the scheduler's state has no event
-                    await anyio.sleep(0.005)
+            await _none_waiting(inst)
 
         await drive(db, make_config(db, mongo_uri, tmp_path, concurrency=1, ready_ahead=1), clock, sim, body,
                     within=40)
@@ -110,25 +121,19 @@ async def test_a_pause_sends_the_jobs_waiting_for_a_line_back_undialed(db, mongo
 
 async def test_a_do_not_call_entry_reaches_a_job_waiting_for_a_line(db, mongo_uri, tmp_path, control_token) -> None:
     clock = SimClock(MONDAY_1000, speed=20)
-    people = [Person([phone(0)], {phone(0): ["long_call"]}),
-              *(Person([phone(i)], {phone(i): ["success"]}) for i in (1, 2))]
-    settings = CallSettings(max_attempts=1, max_call_duration_s=120)
+    people, settings = ONE_LINE_PEOPLE, ONE_LINE_SETTINGS
     async with RetellSimulator(api_key=API_KEY, clock=clock) as sim:
         script(sim, people)
         jobs = await seed_batch("b1", people, settings, clock.now())
         waiting: list[str] = []
 
         async def body(inst: Instance, http: aiohttp.ClientSession, base: str) -> None:
-            with anyio.fail_after(20):
-                while not sim.dials or not any(t.waiting for t, _ in inst.scheduler._tickets.values()):  # noqa: ASYNC110
-                    await anyio.sleep(0.005)
+            await _one_dialed_one_waiting(inst, sim)
             waiting.extend(inst.scheduler.in_flight)
             for i in (1, 2):
                 async with http.post(f"{base}/accounts/acme/do-not-call", json={"key": phone(i)}) as r:
                     assert r.status == 201
-            with anyio.fail_after(20):
-                while inst.scheduler._tickets:  # noqa: ASYNC110 - the scheduler's state has no event
-                    await anyio.sleep(0.005)
+            await _none_waiting(inst)
 
         await drive(db, make_config(db, mongo_uri, tmp_path, concurrency=1, ready_ahead=1), clock, sim, body,
                     within=40)

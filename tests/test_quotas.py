@@ -102,3 +102,24 @@ async def test_a_heartbeat_renewal_never_hands_back_a_slot_a_concurrent_take_gav
             for _ in range(5):
                 k.free("global")
             await k.renew()
+
+
+async def test_take_nowait_uses_only_the_granted_block_and_yields_to_a_waiting_instance(db) -> None:
+    """The handover of a freed line: a slot out of what is already granted, never a write; none when
+    the block is used up, past a lowered limit, or another instance waits (the pass trims first)."""
+    a = QuotaKeeper("a", lambda: NOW + 30_000, lambda: NOW)
+    b = QuotaKeeper("b", lambda: NOW + 30_000, lambda: NOW)
+    assert not a.take_nowait("account:x", 3)  # nothing granted yet: that needs the database
+    assert await a.take("account:x", 3) and await a.take("account:x", 3) and await a.take("account:x", 3)
+    assert not a.take_nowait("account:x", 3)  # the block is in use
+    a.free("account:x")
+    held = await quotas.held("account:x", NOW)
+    assert a.take_nowait("account:x", 3) and a.in_use("account:x") == 3
+    assert await quotas.held("account:x", NOW) == held  # no write
+    a.free("account:x")
+    assert not a.take_nowait("account:x", 2)  # the limit was lowered below what is granted
+    assert not await b.take("account:x", 3)  # b waits: recorded on the grant
+    await a.renew()  # a learns of it (and keeps the two it uses)
+    a.free("account:x")  # one slot of the block is free again, but b waits for it
+    assert not a.take_nowait("account:x", 3)
+    assert a.in_use("account:x") == 1

@@ -150,7 +150,22 @@ def forget_counts() -> None:
     _counts.clear()
 
 
+COUNT_PASSES = 4  # at most: passes until two in a row agree
+
+
 async def _count_batch(batch_id: str) -> dict[str, int]:
+    """Jobs per state, as two passes in a row agree: one pass is a count per state, one after another,
+    so a job that changes state between two of them is counted twice or not at all."""
+    last = await _count_pass(batch_id)
+    for _ in range(COUNT_PASSES - 1):
+        counts = await _count_pass(batch_id)
+        if counts == last:
+            break
+        last = counts
+    return last
+
+
+async def _count_pass(batch_id: str) -> dict[str, int]:
     """One ``$match`` on (batch, state) and ``$count`` per state, each answered from the (batch_id, state)
     index. A ``$group`` or a ``$cond`` per state makes the embedded server read every job of the batch
     in its own aggregation engine (seconds at 100k jobs)."""

@@ -8,7 +8,8 @@ from its last checkpoint, so the dial happens at most once per attempt id.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -118,7 +119,7 @@ class CallActor:
     def __init__(self, rt: Runtime, job_id: Any, *, job: Job | None = None,
                  on_release: Callable[[Job], None] | None = None, slot_held: bool = True,
                  on_call_ended: Callable[[], None] | None = None, ticket: Ticket[str] | None = None,
-                 on_dialed: Callable[[], None] | None = None) -> None:
+                 on_dialed: Callable[[], None] | None = None, dial_key: str | None = None) -> None:
         self.rt = rt
         self.job_id = job_id
         self.mailbox: Mailbox[CallEvent] = Mailbox(capacity=16)
@@ -133,6 +134,7 @@ class CallActor:
         # claimed ahead of a free line: the scheduler grants one through this when a call ends
         self._ticket = ticket
         self._on_dialed = on_dialed  # told once the create-call is behind it (placed or not)
+        self._dial_key = dial_key  # what this actor holds ``rt.dialing`` under while it has to dial
         self._from_number: str | None = None  # the caller id taken from the pool for this dial
         self._settings: CallSettings | None = None  # the batch's, once read: next tries keep the debtor's time
 
@@ -181,8 +183,7 @@ class CallActor:
             placed = await self._place(batch, settings, attempt, resumed=resumed)
             if placed is None:
                 return
-        if self._on_dialed is not None:
-            self._on_dialed()
+        self._dial_over()
         call = await self._track(attempt, settings, placed)
         await self._finish(attempt, settings, call)
 
@@ -217,6 +218,7 @@ class CallActor:
         let go. None: not dialing (recorded, or nothing of ours left)."""
         job = self._job
         if not granted:
+            await self.rt.give_way()
             stored = await Job.get(job.id)
             if stored is None or stored.version != job.version:
                 self.log.info("job_changed_while_waiting_for_a_line")
@@ -241,6 +243,8 @@ class CallActor:
     async def _check(self, batch: Batch, settings: CallSettings) -> bool:
         """Re-check, right before dialing, everything the scheduler checked when it picked the job, and
         the person's history and do-not-call entries. False: not dialing (recorded)."""
+        if not self._slot_held:  # claimed ahead of a line: the reads wait for those dialing now
+            await self.rt.give_way()
         job, now = self._job, self.rt.clock.now()
         if batch.status != BatchStatus.ACTIVE:
             await self._release(JobState.PENDING, f"batch is {batch.status.value}", now)
@@ -285,7 +289,9 @@ class CallActor:
         for this dial, all or none."""
         job, now = self._job, self.rt.clock.now()
         account = await self.rt.accounts.get(job.account_id)
-        if (stop := await dialing.predial_gate(self.rt, account, job, settings)) is not None:
+        with self._off_the_database():
+            stop = await dialing.predial_gate(self.rt, account, job, settings)
+        if stop is not None:
             await self._release(stop.state, stop.reason, stop.at)
             return None
         admitted = await admit(job, settings, account, now, cents_per_minute=self.rt.limits.cents_per_minute)
@@ -338,7 +344,9 @@ class CallActor:
             if age > self.rt.limits.idempotency_window_s:
                 break  # a re-send could dial again: ask the provider instead
             # the dial rate's wait first: the window is checked after it, right before the send
-            await dialing.before_create(self.rt, await self.rt.accounts.get(job.account_id))
+            account = await self.rt.accounts.get(job.account_id)
+            with self._off_the_database():
+                await dialing.before_create(self.rt, account)
             if not _rings_inside(settings, self.rt.clock.now(), attempt_zones(attempt, settings)):
                 if not uncertain:  # nothing was sent: the window closed during the checks before it
                     return await self._window_closed(attempt, settings)
@@ -404,6 +412,8 @@ class CallActor:
         attempt.call_status = call.get("call_status")
         events = job_events.call_created(self._job, attempt, self.rt.clock.now())
         self._job.outbox = events
+        self._dial_over()  # the call id's checkpoint gives way to the next write-aheads
+        await self.rt.give_way()
         await self._save()
         await self._relay(events)
         self.log.info("call_placed", call_id=attempt.call_id, phone=attempt.phone)
@@ -509,6 +519,26 @@ class CallActor:
             else:
                 call, quiet = None, quiet + 1  # nothing came in time: ask the provider
 
+    @contextmanager
+    def _off_the_database(self) -> Iterator[None]:
+        """A wait of this dial that is not for the database (the creditor's hook, the dial rate): work
+        that gives way to dials need not wait for it."""
+        key, dialing = self._dial_key, self.rt.dialing
+        held = key is not None and dialing.holds(key)
+        if held:
+            dialing.let_go(key)
+        try:
+            yield
+        finally:
+            if held and self._on_dialed is not None:  # still to dial
+                dialing.hold(key)
+
+    def _dial_over(self) -> None:
+        """Once: this actor's create-call is behind it, or will not be sent."""
+        if self._on_dialed is not None:
+            self._on_dialed()
+            self._on_dialed = None
+
     def _call_over(self) -> None:
         if self._on_call_ended is not None:
             self._on_call_ended()
@@ -548,6 +578,7 @@ class CallActor:
     # --- result -----------------------------------------------------------------------------------
 
     async def _finish(self, attempt: Attempt, settings: CallSettings, call: dict[str, Any]) -> None:
+        await self.rt.give_way()  # the line is free: the next dials' writes go first
         job = self._job
         assert attempt.call_id is not None
         cls = classify_call(call)
@@ -639,6 +670,8 @@ class CallActor:
 
     async def _release(self, state: JobState, reason: str, next_try_at: datetime | None, *,
                        events: list[OutboxItem] | None = None) -> None:
+        self._dial_over()  # not dialing (any more)
+        await self.rt.give_way()
         job, now = self._job, self.rt.clock.now()
         if state == JobState.RETRY and next_try_at is not None and self._settings is not None:
             # a next try planned in the batch's zone waits until the window holds for the next phone too

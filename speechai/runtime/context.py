@@ -11,11 +11,14 @@ import structlog
 
 from actors.clock import Clock, RealClock
 from actors.mailbox import ActorRef
+from actors.right_of_way import RightOfWay
 from speechai.integrations.outbox import Outbox
 from speechai.retell.client import RetellClient
 from speechai.runtime.doc_cache import DocCache
 from speechai.runtime.quota_keeper import QuotaKeeper
 from speechai.store.models import Account, Batch, epoch_ms
+
+GIVE_WAY_MAX_S = 0.25  # real seconds: how long work off the dial path waits at most for dials
 
 
 @dataclass
@@ -64,12 +67,19 @@ class Runtime:
     # set by the scheduler: send the call actors waiting for a line (of one account, or all) to look again
     recall_waiting: Callable[[str | None], None] | None = None
     view_epoch: int = 0  # bumped by every change this instance makes to a batch or account
+    # Held by each call actor that has a line and has still to dial: database work that is not on the
+    # way to a dial gives way to it (the embedded server runs one command at a time).
+    dialing: RightOfWay = field(default_factory=RightOfWay)
 
     def __post_init__(self) -> None:
         self.quotas = QuotaKeeper(self.instance_id, self.lease_until_ms, self.now_ms)
         self.batches = DocCache(Batch, self.limits.cache_ttl_s)
         self.accounts = DocCache(Account, self.limits.cache_ttl_s)
         self.outbox = Outbox(lambda: epoch_ms(self.clock.now()))
+
+    async def give_way(self) -> None:
+        """Before database work that is not on the way to a dial."""
+        await self.dialing.give_way(GIVE_WAY_MAX_S)
 
     def webhooks_arriving(self) -> bool:
         last = self.last_webhook_wall

@@ -54,6 +54,17 @@ class QuotaKeeper:
                 return True
             return False
 
+    def take_nowait(self, scope: str, limit: int) -> bool:
+        """One slot of ``scope`` out of what is already granted, without the database; False when that
+        needs a grant write (``take`` then decides), or when another instance waits for slots (``trim``
+        hands them back first: its fair share)."""
+        s = self._scopes.get(scope)
+        if s is None or s.lock.locked() or s.contended or s.in_use >= s.granted or s.granted > limit:
+            return False
+        s.limit = limit
+        s.in_use += 1
+        return True
+
     def free(self, scope: str) -> None:
         s = self._scopes.get(scope)
         if s is not None and s.in_use > 0:

@@ -85,6 +85,7 @@ BUSY_RETRY_S = 0.25  # real seconds between looks while due jobs wait for a slot
 SYNC_SKEW_MS = 5_000
 WAITING = {s.value for s in CLAIMABLE_STATES}
 GLOBAL = "global"
+LIMIT_AGE_S = 10.0  # real seconds an account's cached concurrency limit may be used to hand on a line
 
 
 def account_limit(account: Account | None, default: int) -> int:
@@ -107,9 +108,11 @@ class Scheduler:
         self.in_flight: dict[str, str] = {}  # job id -> name of the call actor holding it
         self.index = DueIndex()
         self._loaded: set[str] = set()  # batches whose waiting jobs are in the index
+        self._loading: dict[str, dict[str, dict[str, Any]]] = {}  # batch id -> rows released meanwhile
         self._scope_of: dict[str, str] = {}  # call actor name -> account slot scope it holds
-        self._lines: set[str] = set()  # call actors whose call may still be live at the provider
-        self._dialing: set[str] = set()  # of those, the ones not yet past their create-call
+        # call actors whose call may still be live at the provider (those not yet past their create-call
+        # hold ``rt.dialing``)
+        self._lines: set[str] = set()
         # call actors claimed ahead of a free line (child -> its ticket, account id), in claim order
         self._tickets: dict[str, tuple[Ticket[str], str]] = {}
         self._started = 0
@@ -184,10 +187,7 @@ class Scheduler:
             handled = True
 
     def _handle(self, msg: SchedulerMsg) -> None:
-        if isinstance(msg, CallFinished | LineFree | Dialed):
-            self._dialing.discard(msg.child)
-        if isinstance(msg, CallFinished | LineFree):
-            self._free_line(msg.child)
+        # Lines were freed and handed on already, in the sender's task: this pass claims more ahead.
         if isinstance(msg, CallFinished):
             self._tickets.pop(msg.child, None)
             if self.in_flight.get(msg.job_id) == msg.child:  # not a newer actor of the same job
@@ -206,9 +206,12 @@ class Scheduler:
 
     def released(self, job: Job) -> None:
         """A call actor of this instance wrote its job's new state: the index follows at once."""
+        row = {"_id": job.id, "batch_id": job.batch_id, "state": job.state.value,
+               "next_try_ms": epoch_ms(job.next_try_at), "priority": job.priority}
         if job.batch_id in self._loaded:
-            self.index.apply({"_id": job.id, "batch_id": job.batch_id, "state": job.state.value,
-                              "next_try_ms": epoch_ms(job.next_try_at), "priority": job.priority}, WAITING)
+            self.index.apply(row, WAITING)
+        elif (loading := self._loading.get(job.batch_id)) is not None:
+            loading[str(job.id)] = row
 
     # --- recovery ---------------------------------------------------------------------------------
 
@@ -235,11 +238,20 @@ class Scheduler:
     # --- due index --------------------------------------------------------------------------------
 
     async def _load_batch(self, batch_id: str) -> None:
-        async for row in job_store.waiting_rows(batch_id):
+        # A job released while its batch is read may have been read before its release: its release
+        # is applied after the read, or it would wait unseen until someone else changed it.
+        self._loading[batch_id] = released = {}
+        try:
+            async for row in job_store.waiting_rows(batch_id):
+                self.index.apply(row, WAITING)
+        finally:
+            del self._loading[batch_id]
+        for row in released.values():
             self.index.apply(row, WAITING)
         self._loaded.add(batch_id)
 
     async def _resync(self) -> None:
+        await self.rt.give_way()  # a read of what changed can wait for the dials of this moment
         start = self.rt.now_ms()
         async for row in job_store.changed_since(self._synced_ms - SYNC_SKEW_MS):
             if row["batch_id"] in self._loaded and str(row["_id"]) not in self.in_flight:
@@ -337,7 +349,7 @@ class Scheduler:
             target = min(self.rt.limits.ready_ahead, self.rt.limits.concurrency)
             # Not while a call actor holding a line has still to dial: the checks of those claimed ahead
             # would queue its write-ahead and create-call behind them on the database.
-            if self._room_ahead() < max(1, target // 2) or higher_waiting or self._dialing:
+            if self._room_ahead() < max(1, target // 2) or higher_waiting or self.rt.dialing.held:
                 ring = []  # ... and never of lower priority: they would take the next lines first
             higher_waiting = higher_waiting or any(self.index.earliest(b.id) is not None for b in members)
             ahead: list[Any] = []
@@ -407,14 +419,45 @@ class Scheduler:
             if not await self.rt.quotas.take(scope, limit):
                 self.rt.quotas.free(GLOBAL)
                 continue
-            if child not in self._tickets or not ticket.grant(child):  # gone or stopped waiting meanwhile
-                self.rt.quotas.free(scope)
-                self.rt.quotas.free(GLOBAL)
+            self._hand_line(child, ticket, scope)
+
+    def _grant_now(self) -> None:
+        """``_grant_lines`` without the database, in the task of the call that freed a line: only from
+        slots already granted and an account already cached; what needs a read waits for the pass."""
+        quotas = self.rt.quotas
+        for child, (ticket, account_id) in list(self._tickets.items()):
+            if self._free_slots() <= 0:
+                return
+            if not ticket.waiting:
                 continue
-            del self._tickets[child]
-            self._lines.add(child)
-            self._dialing.add(child)
-            self._scope_of[child] = scope
+            # Only its concurrency limit counts here (the holder looks at the account again): a copy
+            # some seconds old will do; an operator's change drops it.
+            fresh, account = self.rt.accounts.peek(account_id, max_age_s=LIMIT_AGE_S)
+            if not fresh or not quotas.take_nowait(GLOBAL, self.rt.limits.concurrency):
+                return  # in claim order: the pass grants this one first
+            scope = account_scope(account_id)
+            if not quotas.take_nowait(scope, account_limit(account, self.rt.limits.concurrency)):
+                quotas.free(GLOBAL)
+                continue
+            self._hand_line(child, ticket, scope)
+
+    def _hand_line(self, child: str, ticket: Ticket[str], scope: str) -> None:
+        """Both slots are taken for ``child``: grant its ticket, or give them back."""
+        if child not in self._tickets or not ticket.grant(child):  # gone or stopped waiting meanwhile
+            self.rt.quotas.free(scope)
+            self.rt.quotas.free(GLOBAL)
+            return
+        del self._tickets[child]
+        self._lines.add(child)
+        self._scope_of[child] = scope
+        self.rt.dialing.hold(child)
+
+    def _line_ended(self, child: str) -> None:
+        """Called in the call actor's own task when its call is over (or it exits without one): the
+        line goes to a waiting actor now, not at the next pass."""
+        self.rt.dialing.let_go(child)
+        self._free_line(child)
+        self._grant_now()
 
     async def _take_global(self, *, force: bool = False) -> bool:
         """The workspace's provider concurrency, shared by every instance (``runtime.concurrency``)."""
@@ -486,15 +529,26 @@ class Scheduler:
             self._tickets[child] = (ticket, job.account_id)
         else:
             self._lines.add(child)
-            self._dialing.add(child)
+            self.rt.dialing.hold(child)
         if scope is not None:
             self._scope_of[child] = scope
         self.index.discard(job.id)
+        def call_over() -> None:
+            self._line_ended(child)
+            self.ref.tell_nowait(LineFree(child))
+
+        def dialed() -> None:
+            self.rt.dialing.let_go(child)
+            self.ref.tell_nowait(Dialed(child))
+
+        def exited(name: str, exc: BaseException | None) -> None:
+            self._tickets.pop(name, None)
+            self._line_ended(name)
+            self.ref.tell_nowait(CallFinished(job_id, name))
+
         actor = CallActor(self.rt, job.id, job=job, on_release=self.released, slot_held=scope is not None,
-                          on_call_ended=lambda: self.ref.tell_nowait(LineFree(child)), ticket=ticket,
-                          on_dialed=lambda: self.ref.tell_nowait(Dialed(child)))
-        self.calls.start_child(child, actor.run, policy=RestartPolicy.TRANSIENT,
-                               on_exit=lambda name, exc: self.ref.tell_nowait(CallFinished(job_id, name)))
+                          on_call_ended=call_over, ticket=ticket, on_dialed=dialed, dial_key=child)
+        self.calls.start_child(child, actor.run, policy=RestartPolicy.TRANSIENT, on_exit=exited)
 
     async def _nothing_left(self) -> bool:
         batches, _ = await self._current_view()

@@ -142,3 +142,39 @@ async def test_a_do_not_call_entry_reaches_a_job_waiting_for_a_line(db, mongo_ur
     assert len(ahead) == 1  # one of them was waiting for the line when it was listed
     back = await Job.get(ahead[0].id)
     assert back.state == JobState.EXCLUDED and back.attempts == [] and "do-not-call" in back.last_reason
+
+
+async def test_a_line_freed_while_the_scheduler_is_busy_goes_to_the_waiting_job_at_once(
+        db, mongo_uri, tmp_path, control_token) -> None:
+    """The ending call hands its line on in its own task: the next dial needs no scheduler pass (here
+    every pass after the first dial is held back until the second dial has gone out)."""
+    clock = SimClock(MONDAY_1000, speed=20)
+    people, settings = ONE_LINE_PEOPLE, ONE_LINE_SETTINGS
+    async with RetellSimulator(api_key=API_KEY, clock=clock) as sim:
+        script(sim, people)
+        await seed_batch("b1", people, settings, clock.now())
+        passes_while_held: list[int] = []
+
+        async def body(inst: Instance, http: aiohttp.ClientSession, base: str) -> None:
+            await _one_dialed_one_waiting(inst, sim)
+            assert len(sim.dials) == 1
+            scheduler, fill, go_on = inst.scheduler, inst.scheduler.fill, anyio.Event()
+
+            async def held_fill():
+                passes_while_held.append(1)
+                await go_on.wait()
+                return await fill()
+
+            scheduler.fill = held_fill
+            with anyio.fail_after(30):
+                while len(sim.dials) < 2:  # noqa: ASYNC110 - the simulator's record has no event
+                    await anyio.sleep(0.01)
+            assert sim.live_calls() == 1  # the first call is over: one line, never two calls
+            scheduler.fill = fill
+            go_on.set()
+
+        await drive(db, make_config(db, mongo_uri, tmp_path, concurrency=1, ready_ahead=1), clock, sim, body,
+                    within=60)
+        dialed = [d.to_number for d in sim.dials]
+        assert dialed[0] == phone(0) and dialed[1] in (phone(1), phone(2)) and len(set(dialed)) == len(dialed)
+        assert len(passes_while_held) <= 1  # at most the one pass that was held back

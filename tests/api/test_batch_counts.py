@@ -1,0 +1,56 @@
+"""A batch's job counts per state add up to its jobs while they change state: a job that moves between
+two of the per-state counts is not counted twice or left out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from speechai.api import routes
+from speechai.store.models import Job, JobState
+from tests.api.conftest import job_doc
+from tests.runtime.conftest import SUNDAY
+
+
+class _MovesAJobMidCount:
+    """The jobs collection, except that right after its ``after``-th aggregation one job moves from
+    pending to done: after the pending count, before the done count of the same pass."""
+
+    def __init__(self, coll: Any, job_id: Any, after: int) -> None:
+        self._coll, self._job_id, self._left = coll, job_id, after
+        self.moved = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._coll, name)
+
+    async def aggregate(self, pipeline: list[dict[str, Any]]) -> Any:
+        cursor = await self._coll.aggregate(pipeline)
+        self._left -= 1
+        if self._left == 0:
+            await self._coll.update_one({"_id": self._job_id}, {"$set": {"state": JobState.DONE.value}})
+            self.moved = True
+        return cursor
+
+
+async def _seed() -> tuple[Any, Any]:
+    coll = Job.get_pymongo_collection()
+    template = job_doc("acme", "b1", 0, SUNDAY).model_dump(by_alias=True, exclude={"id", "revision_id"})
+    await coll.insert_many([{**template, "dedup_key": f"acme:b1:{i}", "person_key": f"p{i}",
+                             "state": JobState.PENDING.value} for i in range(3)])
+    moving = await coll.find_one({"dedup_key": "acme:b1:0"})
+    return coll, moving["_id"]
+
+
+@pytest.mark.parametrize("count", ["one pass", "counts"])
+async def test_a_job_that_moves_during_a_count_is_counted_once(db, monkeypatch, count: str) -> None:
+    coll, job_id = await _seed()
+    wrapped = _MovesAJobMidCount(coll, job_id, after=1)  # pending is counted first
+    monkeypatch.setattr(Job, "get_pymongo_collection", classmethod(lambda cls: wrapped))
+    if count == "one pass":  # what a single pass sees: the moved job twice (pending, then done)
+        counts = await routes._count_pass("b1")
+        assert wrapped.moved and counts["pending"] == 3 and counts["done"] == 1
+    else:
+        counts = await routes._count_batch("b1")
+        assert wrapped.moved and counts["pending"] == 2 and counts["done"] == 1
+        assert sum(counts.values()) == 3

@@ -87,6 +87,8 @@ class BatchBreaker:
     consecutive_4xx: int = 0
     run_marks: list[tuple[str, str]] = field(default_factory=list)  # phones marked bad by the current 4xx run
     tripped: bool = False
+    # the pause this trip asked for is written: from then on an active batch means an operator resumed it
+    pause_written: bool = False
 
     def record(self, at: datetime, kind: str | None, job_id: str, phone_marked: str | None) -> Trip | None:
         """One finished attempt; a Trip the first time the rules are broken (None while tripped)."""
@@ -120,6 +122,7 @@ class BatchBreaker:
         self.run_marks.clear()
         self.consecutive_4xx = 0
         self.tripped = False
+        self.pause_written = False
 
 
 @dataclass

@@ -191,8 +191,12 @@ async def after_attempt(rt: Any, job: Job, attempt: Attempt, step: NextStep) -> 
         return step
     breaker = instance_state(rt, "breakers", Breakers).of(job.batch_id)
     batch = await rt.batches.get(job.batch_id)
-    if breaker.tripped and batch is not None and resumed_by_operator(batch.status, batch.status_reason):
-        breaker.reset()
+    if breaker.tripped and breaker.pause_written and batch is not None \
+            and resumed_by_operator(batch.status, batch.status_reason):
+        # A cached copy may predate the pause: only the stored batch says an operator resumed it.
+        stored = await Batch.get(job.batch_id)
+        if stored is not None and resumed_by_operator(stored.status, stored.status_reason):
+            breaker.reset()
     kind = failure_kind(attempt)
     marked = job.phones[job.phone_index].number if step.mark_phone_bad else None
     was_tripped = breaker.tripped
@@ -201,6 +205,7 @@ async def after_attempt(rt: Any, job: Job, attempt: Attempt, step: NextStep) -> 
         reason = trip.reason(breaker.rules)
         await pause_batch(rt, job.batch_id, reason, attempts=trip.attempts, failures=trip.failures,
                           consecutive_4xx=trip.consecutive_4xx, **trip.by_kind)
+        breaker.pause_written = True
         mine = {phone for jid, phone in trip.marked_bad if jid == str(job.id)}
         _restore_phones(job, mine)
         others: dict[str, set[str]] = {}

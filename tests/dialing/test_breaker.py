@@ -129,3 +129,30 @@ async def test_create_call_server_errors_trip_it_without_touching_phones(db, mon
     assert batch.status == BatchStatus.PAUSED and "provider_error" in batch.status_reason, batch.status_reason
     jobs = await Job.find({"batch_id": "b1"}).to_list()
     assert {j.state for j in jobs} <= {JobState.RETRY, JobState.PENDING} and not [j for j in jobs if j.phones[0].bad]
+
+
+async def test_a_copy_of_the_batch_from_before_the_pause_does_not_reset_a_tripped_breaker(db) -> None:
+    """Calls that end while the storm's pause is being written may read the batch still active (a copy
+    cached a moment before): that is no operator's resume, so their failures keep the phone."""
+    from speechai.dialing.hooks import after_attempt
+    from speechai.domain.decision import NextStep
+    from speechai.runtime.context import Runtime
+    from speechai.store.models import Attempt
+
+    clock = SimClock(MONDAY_1000, speed=1)
+    rt = Runtime(clock=clock, retell=None, instance_id="i1", agent_id=None, from_number="+56229999999")  # type: ignore[arg-type]
+    people = [Person([phone(2 * i), phone(2 * i + 1)]) for i in range(25)]
+    jobs = await seed_batch("b1", people, CallSettings(), clock.now())
+    active = await Batch.get("b1")
+
+    def failed(job: Job) -> Attempt:
+        return Attempt(attempt_id=f"a-{job.id}", phone=job.phones[0].number, created_at=clock.now(),
+                       call_id=f"call-{job.id}", outcome="dial_failed", disconnection_reason="dial_failed")
+
+    mark = NextStep("next_phone", clock.now(), True, "dial failed")
+    steps = [await after_attempt(rt, job, failed(job), mark) for job in jobs[:20]]
+    assert steps[-1].action == "retry" and not steps[-1].mark_phone_bad  # the 20th tripped it
+    assert (await Batch.get("b1")).status == BatchStatus.PAUSED
+    rt.batches.put("b1", active)  # what a read begun before the pause's write brought back
+    late = await after_attempt(rt, jobs[20], failed(jobs[20]), mark)
+    assert late.action == "retry" and not late.mark_phone_bad and "failure storm" in late.reason

@@ -123,3 +123,18 @@ async def test_take_nowait_uses_only_the_granted_block_and_yields_to_a_waiting_i
     a.free("account:x")  # one slot of the block is free again, but b waits for it
     assert not a.take_nowait("account:x", 3)
     assert a.in_use("account:x") == 1
+
+
+async def test_take_many_takes_a_block_in_one_write_within_the_limit_or_all_when_forced(db) -> None:
+    from speechai.store.models import Quota
+
+    a = QuotaKeeper("a", lambda: NOW + 30_000, lambda: NOW)
+    b = QuotaKeeper("b", lambda: NOW + 30_000, lambda: NOW)
+    assert await b.take_many("account:x", 10, 4) == 4
+    before = (await Quota.get_pymongo_collection().find_one({"_id": "account:x"}))["version"]
+    assert await a.take_many("account:x", 10, 8) == 5  # what b (4 in use, 1 spare) leaves of the limit
+    after = (await Quota.get_pymongo_collection().find_one({"_id": "account:x"}))["version"]
+    assert after == before + 1  # one grant write for the five
+    assert await a.take_many("account:x", 10, 3, force=True) == 3  # re-adopted calls: they exist anyway
+    assert a.in_use("account:x") == 8 and await quotas.held("account:x", NOW) == 13  # b's 5 and a's 8
+    assert await a.take_many("account:x", 10, 0) == 0

@@ -43,16 +43,22 @@ class QuotaKeeper:
 
     async def take(self, scope: str, limit: int, *, force: bool = False) -> bool:
         """One slot of ``scope``; ``force`` counts a call that exists anyway (a resumed one)."""
+        return await self.take_many(scope, limit, 1, force=force) == 1
+
+    async def take_many(self, scope: str, limit: int, n: int, *, force: bool = False) -> int:
+        """Up to ``n`` slots of ``scope`` with at most one grant write; how many were taken (all of them
+        with ``force``: calls that exist anyway, such as re-adopted ones)."""
+        if n <= 0:
+            return 0
         s = self._scopes.setdefault(scope, _Scope(limit))
         s.limit = limit
         async with s.lock:
-            if s.in_use >= s.granted or s.granted > limit:
-                await self._set(scope, s, want=min(limit, s.in_use + 1 + s.headroom),
-                                keep=s.in_use + (1 if force else 0))
-            if s.in_use < s.granted or force:
-                s.in_use += 1
-                return True
-            return False
+            if s.in_use + n > s.granted or s.granted > limit:
+                await self._set(scope, s, want=min(limit, s.in_use + n + s.headroom),
+                                keep=s.in_use + (n if force else 0))
+            got = n if force else max(0, min(n, s.granted - s.in_use))
+            s.in_use += got
+            return got
 
     def take_nowait(self, scope: str, limit: int) -> bool:
         """One slot of ``scope`` out of what is already granted, without the database; False when that

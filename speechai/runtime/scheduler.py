@@ -219,8 +219,7 @@ class Scheduler:
         """Before anything new: every job an earlier process of this instance id was running."""
         rt = self.rt
         mine = await job_store.readopt_own(rt.instance_id, rt.generation, rt.lease_until_ms())
-        for job in mine:
-            await self._start(job, resumed=True)
+        await self._start_resumed(mine)
         if mine:
             self.log.warning("jobs_readopted", count=len(mine))
 
@@ -231,9 +230,10 @@ class Scheduler:
         if free <= 0:
             return
         ids = await job_store.expired_leases(rt.now_ms(), free)
-        for job in await job_store.take_over(ids, rt.instance_id, rt.generation, rt.lease_until_ms(), rt.now_ms()):
+        taken = await job_store.take_over(ids, rt.instance_id, rt.generation, rt.lease_until_ms(), rt.now_ms())
+        for job in taken:
             self.log.warning("lease_taken_over", job_id=str(job.id))
-            await self._start(job, resumed=True)
+        await self._start_resumed(taken)
 
     # --- due index --------------------------------------------------------------------------------
 
@@ -499,22 +499,30 @@ class Scheduler:
             self.rt.quotas.free(scope)
             self.rt.quotas.free(GLOBAL)
 
-    async def _start(self, job: Job, *, resumed: bool) -> None:
-        """A job taken back from a dead process. A call it may have placed exists at the provider whatever
-        the limits say, so its slot is counted anyway; one that has yet to dial needs a free slot, and
-        without one its actor puts it back to wait."""
-        scope = account_scope(job.account_id)
-        account = await self.rt.accounts.get(job.account_id)
-        limit = account_limit(account, self.rt.limits.concurrency)
-        live = resumed and has_open_attempt(job)
-        if not await self._take_global(force=live):
-            self._start_child(job, None)
-            return
-        if not await self.rt.quotas.take(scope, limit, force=live):
-            self.rt.quotas.free(GLOBAL)
-            self._start_child(job, None)
-            return
-        self._start_child(job, scope)
+    async def _start_resumed(self, jobs: list[Job]) -> None:
+        """Jobs taken back from a dead process, their slots taken per account in bulk (one grant write
+        per scope, not one every few jobs). A call one of them may have placed exists at the provider
+        whatever the limits say, so its slot is counted anyway; one that has yet to dial needs a free
+        slot, and without one its actor puts it back to wait."""
+        quotas, concurrency = self.rt.quotas, self.rt.limits.concurrency
+        by_account: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_account.setdefault(job.account_id, []).append(job)
+        for account_id, group in by_account.items():
+            scope = account_scope(account_id)
+            limit = account_limit(await self.rt.accounts.get(account_id), concurrency)
+            live = [job for job in group if has_open_attempt(job)]
+            fresh = [job for job in group if not has_open_attempt(job)]
+            await quotas.take_many(GLOBAL, concurrency, len(live), force=True)
+            await quotas.take_many(scope, limit, len(live), force=True)
+            for job in live:
+                self._start_child(job, scope)
+            lines = await quotas.take_many(GLOBAL, concurrency, len(fresh))
+            slots = await quotas.take_many(scope, limit, lines)
+            for _ in range(lines - slots):
+                quotas.free(GLOBAL)
+            for i, job in enumerate(fresh):
+                self._start_child(job, scope if i < slots else None)
 
     def _start_child(self, job: Job, scope: str | None, *, ahead: bool = False) -> None:
         """``ahead``: claimed with every line busy; the actor makes its checks and waits for a line."""

@@ -21,7 +21,7 @@ from pymongo.errors import BulkWriteError
 
 from actors.batcher import Batcher
 from speechai.domain.events import OutboxItem, batch_event
-from speechai.store.models import Account, Batch, BatchStatus, Job, wall_ms
+from speechai.store.models import BULK_MAX, Account, Batch, BatchStatus, Job, wall_ms
 from speechai.store.outbox_models import Delivery, OutboxEvent, Subscription
 
 log = structlog.get_logger("speechai.outbox")
@@ -50,8 +50,8 @@ def _inserter(model: Any) -> Callable[[list[list[dict[str, Any]]]], Any]:
     return flush
 
 
-_events: Batcher[list[dict[str, Any]], None] = Batcher(_inserter(OutboxEvent))
-_deliveries: Batcher[list[dict[str, Any]], None] = Batcher(_inserter(Delivery))
+_events: Batcher[list[dict[str, Any]], None] = Batcher(_inserter(OutboxEvent), max_items=BULK_MAX)
+_deliveries: Batcher[list[dict[str, Any]], None] = Batcher(_inserter(Delivery), max_items=BULK_MAX)
 
 
 def delivery_id(event_id: str, subscription_id: str) -> str:

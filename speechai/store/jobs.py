@@ -20,7 +20,16 @@ from pymongo import ReplaceOne, ReturnDocument
 from pymongo.errors import ConnectionFailure
 
 from actors.batcher import Batcher
-from speechai.store.models import CLAIMABLE_STATES, CallRecord, Job, JobState, Transition, epoch_ms, wall_ms
+from speechai.store.models import (
+    BULK_MAX,
+    CLAIMABLE_STATES,
+    CallRecord,
+    Job,
+    JobState,
+    Transition,
+    epoch_ms,
+    wall_ms,
+)
 
 log = structlog.get_logger("speechai")
 
@@ -52,7 +61,7 @@ async def _replace_jobs(items: list[tuple[Any, int, dict[str, Any]]]) -> list[bo
     return [stored.get(i) == doc["ckpt"] for i, _, doc in items]
 
 
-_checkpoints: Batcher[tuple[Any, int, dict[str, Any]], bool] = Batcher(_replace_jobs)
+_checkpoints: Batcher[tuple[Any, int, dict[str, Any]], bool] = Batcher(_replace_jobs, max_items=BULK_MAX)
 
 
 async def _replace_calls(docs: list[dict[str, Any]]) -> list[None]:
@@ -66,7 +75,7 @@ async def _replace_calls(docs: list[dict[str, Any]]) -> list[None]:
 
 # Written after the call's line is free (off the path to the next dial): a short wait lets the calls
 # that end around the same moment share one bulk write.
-_call_payloads: Batcher[dict[str, Any], None] = Batcher(_replace_calls, window_s=0.05)
+_call_payloads: Batcher[dict[str, Any], None] = Batcher(_replace_calls, window_s=0.05, max_items=BULK_MAX)
 
 
 async def checkpoint(job: Job, *, outage_backoff_s: float = 0.5, max_backoff_s: float = 5.0) -> None:

@@ -40,7 +40,7 @@ class RuntimeLimits:
     webhook_silence_s: float = 60.0
     webhook_poll_max_s: float = 300.0
     resync_interval_s: float = 2.0  # real seconds between due-index resyncs with the database
-    cache_ttl_s: float = 1.0  # real seconds a cached batch/account document is trusted
+    cache_ttl_s: float = 2.0  # real seconds a cached batch/account document is trusted (one resync)
     # Jobs claimed and checked ahead while every line is busy, so a freed line is taken at once.
     ready_ahead: int = 16
 

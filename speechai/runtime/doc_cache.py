@@ -20,6 +20,7 @@ class DocCache(Generic[D]):
         self.ttl_s = ttl_s
         self._docs: dict[Any, tuple[float, D | None]] = {}
         self._reading: dict[Any, anyio.Event] = {}
+        self.reads = 0  # documents read from the database on a miss (what a caller can count)
 
     async def get(self, doc_id: Any) -> D | None:
         hit = self._docs.get(doc_id)
@@ -31,6 +32,7 @@ class DocCache(Generic[D]):
                 return hit[1]
         self._reading[doc_id] = event = anyio.Event()
         try:
+            self.reads += 1
             doc = await self.model.get(doc_id)
             self._docs[doc_id] = (time.monotonic(), doc)
         finally:

@@ -86,6 +86,9 @@ SYNC_SKEW_MS = 5_000
 WAITING = {s.value for s in CLAIMABLE_STATES}
 GLOBAL = "global"
 LIMIT_AGE_S = 10.0  # real seconds an account's cached concurrency limit may be used to hand on a line
+# While jobs claimed ahead wait for a line, the view (and with it the cached batches and accounts the call
+# actors read) is renewed at this fraction of the cache's lifetime: a freed line never waits for those reads.
+VIEW_RENEW_AT = 0.6
 
 
 def account_limit(account: Account | None, default: int) -> int:
@@ -173,6 +176,8 @@ class Scheduler:
         delay = self.rt.clock.real_seconds(max(0.0, (when - self.rt.clock.now()).total_seconds()))
         # Until the next resync at most: other instances' changes and expired leases show up there.
         delay = min(delay, max(0.0, self._next_sync - time.monotonic())) if delay > 0 else BUSY_RETRY_S
+        if self._tickets and self._view is not None:  # and until the view is due for renewal
+            delay = min(delay, max(0.0, self._view[0] + self._view_max_age() - time.monotonic()))
         with anyio.move_on_after(max(delay, 0.005)):
             self._handle(await self.mailbox.receive())
             self._drain()
@@ -270,8 +275,9 @@ class Scheduler:
         # Other instances' and the database's own changes to batches and accounts show within a resync;
         # this instance's own changes bump the epoch and show at once.
         if (self._view is not None and self._view_epoch == self.rt.view_epoch
-                and time.monotonic() - self._view[0] < self.rt.limits.resync_interval_s):
+                and time.monotonic() - self._view[0] < self._view_max_age()):
             return self._view[1], self._view[2]
+        await self.rt.give_way()
         self._view_epoch = self.rt.view_epoch
         batches = await Batch.find({"status": {"$in": [BatchStatus.ACTIVE.value, BatchStatus.PAUSED.value]}}
                                    ).to_list()
@@ -287,6 +293,14 @@ class Scheduler:
             self._loaded.discard(gone)
         self._view = (time.monotonic(), batches, suspended)
         return batches, suspended
+
+    def _view_max_age(self) -> float:
+        """Real seconds the view is used: renewed before the cached copies expire while jobs claimed
+        ahead wait for a line (they read them the moment one is free), else at every resync."""
+        limits = self.rt.limits
+        if self._tickets:
+            return min(limits.resync_interval_s, limits.cache_ttl_s * VIEW_RENEW_AT)
+        return limits.resync_interval_s
 
     # --- decisions --------------------------------------------------------------------------------
 

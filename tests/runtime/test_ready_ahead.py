@@ -178,3 +178,30 @@ async def test_a_line_freed_while_the_scheduler_is_busy_goes_to_the_waiting_job_
         dialed = [d.to_number for d in sim.dials]
         assert dialed[0] == phone(0) and dialed[1] in (phone(1), phone(2)) and len(set(dialed)) == len(dialed)
         assert len(passes_while_held) <= 1  # at most the one pass that was held back
+
+
+async def test_while_a_job_waits_for_a_line_its_batch_and_account_stay_cached(
+        db, mongo_uri, tmp_path, control_token) -> None:
+    """The scheduler renews its view before the cached copies expire while a job claimed ahead waits,
+    so the reads a freed line's dial makes (batch, account) never go to the database."""
+    clock = SimClock(MONDAY_1000, speed=20)
+    people, settings = ONE_LINE_PEOPLE, ONE_LINE_SETTINGS
+    async with RetellSimulator(api_key=API_KEY, clock=clock) as sim:
+        script(sim, people)
+        await seed_batch("b1", people, settings, clock.now())
+        reads: list[int] = []
+
+        async def body(inst: Instance, http: aiohttp.ClientSession, base: str) -> None:
+            rt = inst.rt
+            rt.limits.cache_ttl_s = rt.batches.ttl_s = rt.accounts.ttl_s = 1.0  # resyncs stay 2 s apart
+            await _one_dialed_one_waiting(inst, sim)
+            before = rt.batches.reads + rt.accounts.reads
+            for _ in range(60):  # 3 s: three lifetimes of a cached copy, one and a half resyncs
+                assert await rt.batches.get("b1") is not None and await rt.accounts.get("acme") is not None
+                await anyio.sleep(0.05)
+            assert any(t.waiting for t, _ in inst.scheduler._tickets.values())  # still waiting throughout
+            reads.append(rt.batches.reads + rt.accounts.reads - before)
+
+        await drive(db, make_config(db, mongo_uri, tmp_path, concurrency=1, ready_ahead=1), clock, sim, body,
+                    within=60)
+        assert reads == [0]

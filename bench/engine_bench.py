@@ -609,7 +609,22 @@ def refill_metrics(calls: list[dict[str, Any]], slots: int) -> dict[str, Any]:
     gaps = [starts[slots + k] - ends[k] for k in range(len(starts) - slots)]
     return {"slot_utilization": round(busy_ms / (slots * span_ms), 4), "campaign_span_s": rnd(span_ms / 1000, 2),
             "refill_p99_ms": percentile(gaps, 99), "refill_p50_ms": percentile(gaps, 50), "refill_max_ms": max(gaps),
-            "mean_call_s": rnd(busy_ms / len(calls) / 1000, 2)}
+            "mean_call_s": rnd(busy_ms / len(calls) / 1000, 2), "refill_by_burst": refill_by_burst(ends, gaps)}
+
+
+BURST_MS = 50
+
+
+def refill_by_burst(ends: list[int], gaps: list[int]) -> dict[str, dict[str, Any]]:
+    """The refill gaps grouped by how many other calls ended in the ``BURST_MS`` before the one whose line
+    is refilled: lines freed together wait for each other's write-aheads at a server that runs one
+    command at a time."""
+    groups: dict[str, list[int]] = {}
+    for k, gap in enumerate(gaps):
+        before = sum(1 for j in range(k) if ends[k] - ends[j] <= BURST_MS)
+        groups.setdefault("0" if before == 0 else "1-2" if before <= 2 else "3+", []).append(gap)
+    return {name: {"gaps": len(g), "p50_ms": percentile(g, 50), "p99_ms": percentile(g, 99), "max_ms": max(g)}
+            for name, g in sorted(groups.items())}
 
 
 async def scenario_refill(args: argparse.Namespace, out: dict[str, Any]) -> None:

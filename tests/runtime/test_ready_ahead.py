@@ -5,6 +5,8 @@ simulator over HTTP."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -78,6 +80,15 @@ ONE_LINE_PEOPLE = [Person([phone(0)], {phone(0): ["long_call"]}),
 ONE_LINE_SETTINGS = CallSettings(max_attempts=1, max_call_duration_s=120)
 
 
+@asynccontextmanager
+async def _one_line_campaign() -> AsyncIterator[tuple[SimClock, RetellSimulator, list[Job]]]:
+    """The simulator and batch ``b1`` of ``ONE_LINE_PEOPLE``: one long call, two jobs to follow it."""
+    clock = SimClock(MONDAY_1000, speed=20)
+    async with RetellSimulator(api_key=API_KEY, clock=clock) as sim:
+        script(sim, ONE_LINE_PEOPLE)
+        yield clock, sim, await seed_batch("b1", ONE_LINE_PEOPLE, ONE_LINE_SETTINGS, clock.now())
+
+
 async def _one_dialed_one_waiting(inst: Instance, sim: RetellSimulator) -> None:
     with anyio.fail_after(20):
         while not sim.dials or not any(t.waiting for t, _ in inst.scheduler._tickets.values()):  # noqa: ASYNC110
@@ -98,11 +109,7 @@ def control_token(monkeypatch) -> str:
 
 async def test_a_pause_sends_the_jobs_waiting_for_a_line_back_undialed(db, mongo_uri, tmp_path,
                                                                        control_token) -> None:
-    clock = SimClock(MONDAY_1000, speed=20)
-    people, settings = ONE_LINE_PEOPLE, ONE_LINE_SETTINGS
-    async with RetellSimulator(api_key=API_KEY, clock=clock) as sim:
-        script(sim, people)
-        jobs = await seed_batch("b1", people, settings, clock.now())
+    async with _one_line_campaign() as (clock, sim, jobs):
 
         async def body(inst: Instance, http: aiohttp.ClientSession, base: str) -> None:
             await _one_dialed_one_waiting(inst, sim)
@@ -120,11 +127,7 @@ async def test_a_pause_sends_the_jobs_waiting_for_a_line_back_undialed(db, mongo
 
 
 async def test_a_do_not_call_entry_reaches_a_job_waiting_for_a_line(db, mongo_uri, tmp_path, control_token) -> None:
-    clock = SimClock(MONDAY_1000, speed=20)
-    people, settings = ONE_LINE_PEOPLE, ONE_LINE_SETTINGS
-    async with RetellSimulator(api_key=API_KEY, clock=clock) as sim:
-        script(sim, people)
-        jobs = await seed_batch("b1", people, settings, clock.now())
+    async with _one_line_campaign() as (clock, sim, jobs):
         waiting: list[str] = []
 
         async def body(inst: Instance, http: aiohttp.ClientSession, base: str) -> None:
@@ -148,11 +151,7 @@ async def test_a_line_freed_while_the_scheduler_is_busy_goes_to_the_waiting_job_
         db, mongo_uri, tmp_path, control_token) -> None:
     """The ending call hands its line on in its own task: the next dial needs no scheduler pass (here
     every pass after the first dial is held back until the second dial has gone out)."""
-    clock = SimClock(MONDAY_1000, speed=20)
-    people, settings = ONE_LINE_PEOPLE, ONE_LINE_SETTINGS
-    async with RetellSimulator(api_key=API_KEY, clock=clock) as sim:
-        script(sim, people)
-        await seed_batch("b1", people, settings, clock.now())
+    async with _one_line_campaign() as (clock, sim, _):
         passes_while_held: list[int] = []
 
         async def body(inst: Instance, http: aiohttp.ClientSession, base: str) -> None:
@@ -184,11 +183,7 @@ async def test_while_a_job_waits_for_a_line_its_batch_and_account_stay_cached(
         db, mongo_uri, tmp_path, control_token) -> None:
     """The scheduler renews its view before the cached copies expire while a job claimed ahead waits,
     so the reads a freed line's dial makes (batch, account) never go to the database."""
-    clock = SimClock(MONDAY_1000, speed=20)
-    people, settings = ONE_LINE_PEOPLE, ONE_LINE_SETTINGS
-    async with RetellSimulator(api_key=API_KEY, clock=clock) as sim:
-        script(sim, people)
-        await seed_batch("b1", people, settings, clock.now())
+    async with _one_line_campaign() as (clock, sim, _):
         reads: list[int] = []
 
         async def body(inst: Instance, http: aiohttp.ClientSession, base: str) -> None:

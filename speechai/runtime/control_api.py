@@ -380,7 +380,9 @@ class ControlApi:
             *(op.route() for op in own),
             *extra,
             # last: any other path gets a JSON 404 through the middlewares, and the Expect check below
-            web.route("*", "/{tail:.*}", self.no_route),
+            # (any character: a path with an encoded newline must reach the Expect check too, not
+            # aiohttp's own, which fails on non-UTF-8 bytes)
+            web.route("*", r"/{tail:[\s\S]*}", self.no_route),
         ]
         self.app.add_routes([with_expect_check(r) for r in routes])
         self.port: int | None = None

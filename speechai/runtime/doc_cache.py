@@ -40,11 +40,11 @@ class DocCache(Generic[D]):
             event.set()
         return doc
 
-    def peek(self, doc_id: Any, max_age_s: float | None = None) -> tuple[bool, D | None]:
-        """(True, the document) while a copy is at most ``max_age_s`` (default: the TTL) old, else
-        (False, None): never a read."""
+    def peek(self, doc_id: Any, max_age_s: float) -> tuple[bool, D | None]:
+        """(True, the document) while a copy is at most ``max_age_s`` old, else (False, None): never a
+        read."""
         hit = self._docs.get(doc_id)
-        if hit is not None and time.monotonic() - hit[0] < (self.ttl_s if max_age_s is None else max_age_s):
+        if hit is not None and time.monotonic() - hit[0] < max_age_s:
             return True, hit[1]
         return False, None
 

@@ -4,6 +4,9 @@ The first caller of a round becomes its leader: it yields to the event loop (``w
 default: one scheduling pass), so every caller that submits meanwhile joins the round, then runs
 ``flush`` once for all of them and hands each its own result, or the flush's exception. The flush is
 shielded: a leader cancelled while waiting never strands the callers that joined its round.
+
+``serial``: one flush at a time. A round stays open while the one before it flushes, so under load the
+callers of a whole flush's duration share the next one (reads at a server that runs one command at a time).
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ class _Round(Generic[I, R]):
 
 class Batcher(Generic[I, R]):
     def __init__(self, flush: Callable[[list[I]], Awaitable[Sequence[R]]], *, window_s: float = 0.0,
-                 max_items: int = 1000) -> None:
+                 max_items: int = 1000, serial: bool = False) -> None:
         self._flush = flush
         self.window_s = window_s
         self.max_items = max_items
         self._open: _Round[I, R] | None = None
+        self.serial = serial
+        self._flushing: anyio.Event | None = None  # set when the flush under way ends (serial only)
         self.flushes = 0  # rounds flushed so far (what a caller can count)
 
     async def submit(self, item: I) -> R:
@@ -48,17 +53,26 @@ class Batcher(Generic[I, R]):
             rnd.items.append(item)
             with anyio.CancelScope(shield=True):
                 await anyio.sleep(self.window_s)
-                if self._open is rnd:
-                    self._open = None
-                try:
-                    rnd.results = await self._flush(rnd.items)
-                    if len(rnd.results) != len(rnd.items):
-                        raise RuntimeError(f"flush returned {len(rnd.results)} results for {len(rnd.items)} items")
-                except BaseException as exc:  # every caller of the round sees the flush's own failure
-                    rnd.error = exc
-                finally:
-                    self.flushes += 1
-                    rnd.done.set()
+                while self.serial and self._flushing is not None:  # the round stays open meanwhile
+                    await self._flushing.wait()
+                await self._run(rnd)
         if rnd.error is not None:
             raise rnd.error
         return rnd.results[index]
+
+    async def _run(self, rnd: _Round[I, R]) -> None:
+        if self._open is rnd:  # closed now: later callers open the next round
+            self._open = None
+        flushing = self._flushing = anyio.Event() if self.serial else None
+        try:
+            rnd.results = await self._flush(rnd.items)
+            if len(rnd.results) != len(rnd.items):
+                raise RuntimeError(f"flush returned {len(rnd.results)} results for {len(rnd.items)} items")
+        except BaseException as exc:  # every caller of the round sees the flush's own failure
+            rnd.error = exc
+        finally:
+            self.flushes += 1
+            rnd.done.set()
+            if flushing is not None:
+                self._flushing = None
+                flushing.set()

@@ -40,6 +40,7 @@ from aiohttp import web
 from speechai.api.problems import ApiError
 from speechai.store.api_models import ApiKey, Role
 from speechai.store.models import epoch_ms, wall_ms
+from speechai.store.point_reads import PointReads
 
 ADMIN_TOKEN_KEY_ID = "control-token"  # SPEECHAI_CONTROL_TOKEN (or the token file): an admin key
 KEY_ID_RE = re.compile(r"key_[0-9a-f]{16}")
@@ -150,6 +151,10 @@ async def revoke_key(key_id: str, *, revoked_by: str) -> ApiKey | None:
     return await ApiKey.get(key_id)
 
 
+# read on every request (a revocation applies to the very next one), shared by the requests of a moment
+_key_reads: PointReads[ApiKey] = PointReads(ApiKey)
+
+
 async def authenticate(header: str, admin_token: str) -> Principal | None:
     """The principal behind an ``Authorization`` header value, or None."""
     # Header bytes that are not UTF-8 arrive as surrogates: compare them, never fail on them.
@@ -161,7 +166,7 @@ async def authenticate(header: str, admin_token: str) -> Principal | None:
     key_id, _, secret = header[len("Bearer "):].partition(".")
     if not KEY_ID_RE.fullmatch(key_id) or not secret:
         return None
-    key = await ApiKey.get(key_id)
+    key = await _key_reads.get(key_id)
     if key is None or key.revoked_ms is not None:
         return None
     if not hmac.compare_digest(hash_secret(secret).encode(), key.secret_sha256.encode()):

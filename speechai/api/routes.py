@@ -61,6 +61,7 @@ from speechai.store.models import (
     epoch_ms,
     wall_ms,
 )
+from speechai.store.point_reads import PointReads
 
 log = structlog.get_logger("speechai.control")
 M = TypeVar("M", bound=BaseModel)
@@ -203,6 +204,10 @@ async def page_counts(batch_ids: list[str]) -> dict[str, dict[str, int]]:
 
 
 D = TypeVar("D", Batch, Job)
+
+# fresh reads, the requests of a moment sharing one query (the embedded server runs one at a time)
+_batch_reads: PointReads[Batch] = PointReads(Batch)
+_job_reads: PointReads[Job] = PointReads(Job)
 
 
 def _visible(request: web.Request, doc: D | None, missing: str) -> D:
@@ -453,7 +458,7 @@ class Routes:
 
     async def _batch(self, request: web.Request) -> Batch:
         batch_id = path_id(request, "batch_id")
-        return _visible(request, await Batch.get(batch_id), f"no batch {batch_id!r}")
+        return _visible(request, await _batch_reads.get(batch_id), f"no batch {batch_id!r}")
 
     @requires(OPERATOR, VIEWER, account_from="handler")
     async def get_batch(self, request: web.Request) -> web.Response:
@@ -564,7 +569,7 @@ class Routes:
             oid = ObjectId(job_id)
         except (InvalidId, TypeError):
             raise ApiError(400, f"not a job id: {job_id!r}") from None
-        return _visible(request, await Job.get(oid), f"no job {job_id!r}")
+        return _visible(request, await _job_reads.get(oid), f"no job {job_id!r}")
 
     @requires(OPERATOR, VIEWER, account_from="query:account_id")
     async def list_jobs(self, request: web.Request) -> web.Response:

@@ -95,3 +95,35 @@ async def test_a_cancelled_leader_still_flushes_for_the_others() -> None:
                 await batcher.submit(1)
                 await anyio.sleep(1)  # reached only if the shielded flush let cancellation through late
     assert got == [2] and flushed == [[1, 2]]
+
+
+@pytest.mark.parametrize("serial", [False, True])
+async def test_serial_flushes_one_at_a_time_and_callers_meanwhile_share_the_next(serial: bool) -> None:
+    running, most, seen = 0, 0, []
+
+    async def flush(items: list[int]) -> list[int]:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        seen.append(list(items))
+        await anyio.sleep(0.05)  # a slow read: callers keep arriving meanwhile
+        running -= 1
+        return items
+
+    batcher: Batcher[int, int] = Batcher(flush, serial=serial)
+    results: dict[int, int] = {}
+
+    async def one(i: int) -> None:
+        results[i] = await batcher.submit(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(20):
+            tg.start_soon(one, i)
+            await anyio.sleep(0.01)  # one caller every 10 ms, five per flush
+    assert results == {i: i for i in range(20)}
+    assert sorted(x for round_ in seen for x in round_) == list(range(20))
+    if serial:
+        assert most == 1 and len(seen) <= 6  # about one round per 50 ms, the first alone
+        assert max(len(r) for r in seen) >= 4
+    else:
+        assert most > 1 and len(seen) == 20  # each caller its own flush, overlapping

@@ -180,12 +180,16 @@ async def _count_pass(batch_id: str) -> dict[str, int]:
 
 
 async def batch_counts_cached(batch_id: str) -> dict[str, int]:
-    """Jobs per state, recounted at most every ``COUNTS_TTL_S`` and once for all callers of the moment."""
+    """Jobs per state, recounted at most every ``COUNTS_TTL_S`` and once for all callers of the moment.
+    While a recount runs, the others get the counts before it (older by the recount's time, a few tens
+    of milliseconds), not a wait behind it; after a change made here (``forget_counts``) all wait."""
     key = f"{Job.get_pymongo_collection().database.name}:{batch_id}"
     hit = _counts.get(key)
     if hit is not None and time.monotonic() - hit[0] < COUNTS_TTL_S:
         return dict(hit[1])
     if (pending := _counting.get(key)) is not None:
+        if hit is not None:
+            return dict(hit[1])
         await pending.wait()
         if (hit := _counts.get(key)) is not None:
             return dict(hit[1])

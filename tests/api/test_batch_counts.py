@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 
 from speechai.api import routes
@@ -54,3 +55,42 @@ async def test_a_job_that_moves_during_a_count_is_counted_once(db, monkeypatch, 
         counts = await routes._count_batch("b1")
         assert wrapped.moved and counts["pending"] == 2 and counts["done"] == 1
         assert sum(counts.values()) == 3
+
+
+async def _jobs(first: int, n: int, state: JobState) -> None:
+    await Job.insert_many([job_doc("acme", "b", i, SUNDAY, state) for i in range(first, first + n)])
+
+
+async def test_a_recount_under_way_does_not_hold_up_the_others(db, monkeypatch: pytest.MonkeyPatch) -> None:
+    routes.forget_counts()
+    await _jobs(0, 2, JobState.PENDING)
+    first = await routes.batch_counts_cached("b")
+    assert first[JobState.PENDING.value] == 2
+    await _jobs(2, 3, JobState.DONE)
+    release, counting = anyio.Event(), anyio.Event()
+    real = routes._count_pass
+
+    async def slow_pass(batch_id: str) -> dict[str, int]:
+        counting.set()
+        await release.wait()
+        return await real(batch_id)
+
+    monkeypatch.setattr(routes, "_count_pass", slow_pass)
+    monkeypatch.setattr(routes, "COUNTS_TTL_S", 0.0)  # the answer above has expired
+    got: dict[str, dict[str, int]] = {}
+
+    async def recount() -> None:
+        got["recount"] = await routes.batch_counts_cached("b")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recount)
+        await counting.wait()
+        with anyio.fail_after(1):  # answered at once with the counts before the recount
+            got["meanwhile"] = await routes.batch_counts_cached("b")
+        release.set()
+    assert got["meanwhile"] == first
+    assert got["recount"][JobState.DONE.value] == 3 and got["recount"][JobState.PENDING.value] == 2
+    # after a change made through the API every caller waits for the fresh count
+    routes.forget_counts()
+    monkeypatch.setattr(routes, "_count_pass", real)
+    assert (await routes.batch_counts_cached("b"))[JobState.DONE.value] == 3

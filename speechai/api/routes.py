@@ -12,7 +12,6 @@ import binascii
 import csv
 import json
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +36,7 @@ from speechai.api.auth import (
     requires,
     revoke_key,
 )
+from speechai.api.batch_counts import forget_counts, page_counts
 from speechai.api.openapi import Op
 from speechai.api.problems import ApiError, invalid
 from speechai.dialing.limits import account_update
@@ -139,72 +139,6 @@ def answer(model: type[BaseModel], data: Any, status: int = 200) -> web.Response
     """``data`` shaped by ``model`` (the schema the document promises), as JSON."""
     body = model.model_validate(data).model_dump(mode="json")
     return web.Response(text=json.dumps(body), status=status, content_type="application/json")
-
-
-COUNTS_TTL_S = 2.0  # job counts per batch are at most this old: dashboards poll them many times a second
-_counts: dict[str, tuple[float, dict[str, int]]] = {}  # "<database>:<batch id>" -> (when, counts)
-_counting: dict[str, anyio.Event] = {}
-
-
-def forget_counts() -> None:
-    """After a change made through this endpoint: the next answer counts afresh."""
-    _counts.clear()
-
-
-COUNT_PASSES = 4  # at most: passes until two in a row agree
-
-
-async def _count_batch(batch_id: str) -> dict[str, int]:
-    """Jobs per state, as two passes in a row agree: a pass reads the (batch, state) index once, and a
-    job whose state changes meanwhile may be met twice or not at all (MongoDB does not promise more)."""
-    last = await _count_pass(batch_id)
-    for _ in range(COUNT_PASSES - 1):
-        counts = await _count_pass(batch_id)
-        if counts == last:
-            break
-        last = counts
-    return last
-
-
-async def _count_pass(batch_id: str) -> dict[str, int]:
-    """One aggregate: ``$match`` on the batch, ``$group`` by state, answered from the (batch_id, state)
-    index (about 37 ms for 100,000 jobs in one batch on the embedded server, against 80-100 ms for a
-    ``$count`` per state). A ``$sum`` of a ``$cond`` per state instead makes it read every job."""
-    counts = dict.fromkeys((st.value for st in JobState), 0)
-    rows = await Job.get_pymongo_collection().aggregate(
-        [{"$match": {"batch_id": batch_id}}, {"$group": {"_id": "$state", "n": {"$sum": 1}}}])
-    async for row in rows:
-        if row.get("_id") in counts:
-            counts[row["_id"]] = int(row.get("n", 0))
-    return counts
-
-
-async def batch_counts_cached(batch_id: str) -> dict[str, int]:
-    """Jobs per state, recounted at most every ``COUNTS_TTL_S`` and once for all callers of the moment.
-    While a recount runs, the others get the counts before it (older by the recount's time, a few tens
-    of milliseconds), not a wait behind it; after a change made here (``forget_counts``) all wait."""
-    key = f"{Job.get_pymongo_collection().database.name}:{batch_id}"
-    hit = _counts.get(key)
-    if hit is not None and time.monotonic() - hit[0] < COUNTS_TTL_S:
-        return dict(hit[1])
-    if (pending := _counting.get(key)) is not None:
-        if hit is not None:
-            return dict(hit[1])
-        await pending.wait()
-        if (hit := _counts.get(key)) is not None:
-            return dict(hit[1])
-    _counting[key] = done = anyio.Event()
-    try:
-        counts = await _count_batch(batch_id)
-        _counts[key] = (time.monotonic(), counts)
-    finally:
-        del _counting[key]
-        done.set()
-    return dict(counts)
-
-
-async def page_counts(batch_ids: list[str]) -> dict[str, dict[str, int]]:
-    return {batch_id: await batch_counts_cached(batch_id) for batch_id in batch_ids}
 
 
 D = TypeVar("D", Batch, Job)

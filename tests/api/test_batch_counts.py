@@ -8,8 +8,8 @@ from typing import Any
 import anyio
 import pytest
 
-from speechai.api import routes
-from speechai.store.models import Job, JobState
+from speechai.api import batch_counts
+from speechai.store.models import Job, JobState, wall_ms
 from tests.api.conftest import job_doc
 from tests.runtime.conftest import SUNDAY
 
@@ -50,7 +50,7 @@ async def test_one_pass_is_one_aggregate_for_every_state(db, monkeypatch) -> Non
     await coll.update_one({"dedup_key": "acme:b1:1"}, {"$set": {"state": JobState.DONE.value}})
     wrapped = _MovesAJobMidCount(coll, None, after=0)
     monkeypatch.setattr(Job, "get_pymongo_collection", classmethod(lambda cls: wrapped))
-    counts = await routes._count_pass("b1")
+    counts = await batch_counts._count_pass("b1")
     assert wrapped.aggregates == 1
     assert counts == {**dict.fromkeys((s.value for s in JobState), 0), "pending": 2, "done": 1}
 
@@ -59,7 +59,7 @@ async def test_a_job_that_moves_during_a_count_is_counted_once(db, monkeypatch) 
     coll, job_id = await _seed()
     wrapped = _MovesAJobMidCount(coll, job_id, after=1)  # after the first pass
     monkeypatch.setattr(Job, "get_pymongo_collection", classmethod(lambda cls: wrapped))
-    counts = await routes._count_batch("b1")
+    counts = await batch_counts._count_batch("b1")
     assert wrapped.moved and counts["pending"] == 2 and counts["done"] == 1
     assert sum(counts.values()) == 3 and wrapped.aggregates == 3  # the second pass disagreed: a third
 
@@ -69,35 +69,66 @@ async def _jobs(first: int, n: int, state: JobState) -> None:
 
 
 async def test_a_recount_under_way_does_not_hold_up_the_others(db, monkeypatch: pytest.MonkeyPatch) -> None:
-    routes.forget_counts()
+    batch_counts.forget_counts()
     await _jobs(0, 2, JobState.PENDING)
-    first = await routes.batch_counts_cached("b")
+    first = await batch_counts.batch_counts_cached("b")
     assert first[JobState.PENDING.value] == 2
     await _jobs(2, 3, JobState.DONE)
     release, counting = anyio.Event(), anyio.Event()
-    real = routes._count_pass
+    real = batch_counts._count_pass
 
     async def slow_pass(batch_id: str) -> dict[str, int]:
         counting.set()
         await release.wait()
         return await real(batch_id)
 
-    monkeypatch.setattr(routes, "_count_pass", slow_pass)
-    monkeypatch.setattr(routes, "COUNTS_TTL_S", 0.0)  # the answer above has expired
+    monkeypatch.setattr(batch_counts, "_count_pass", slow_pass)
+    monkeypatch.setattr(batch_counts, "COUNTS_TTL_S", 0.0)  # the answer above has expired
     got: dict[str, dict[str, int]] = {}
 
     async def recount() -> None:
-        got["recount"] = await routes.batch_counts_cached("b")
+        got["recount"] = await batch_counts.batch_counts_cached("b")
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(recount)
         await counting.wait()
         with anyio.fail_after(1):  # answered at once with the counts before the recount
-            got["meanwhile"] = await routes.batch_counts_cached("b")
+            got["meanwhile"] = await batch_counts.batch_counts_cached("b")
         release.set()
     assert got["meanwhile"] == first
     assert got["recount"][JobState.DONE.value] == 3 and got["recount"][JobState.PENDING.value] == 2
     # after a change made through the API every caller waits for the fresh count
-    routes.forget_counts()
-    monkeypatch.setattr(routes, "_count_pass", real)
-    assert (await routes.batch_counts_cached("b"))[JobState.DONE.value] == 3
+    batch_counts.forget_counts()
+    monkeypatch.setattr(batch_counts, "_count_pass", real)
+    assert (await batch_counts.batch_counts_cached("b"))[JobState.DONE.value] == 3
+
+
+async def test_counts_are_kept_while_no_job_is_written_and_counted_again_after_a_write(db, monkeypatch) -> None:
+    batch_counts.forget_counts()
+    await _jobs(0, 2, JobState.PENDING)
+    passes = 0
+    real = batch_counts._count_pass
+
+    async def counted(batch_id: str) -> dict[str, int]:
+        nonlocal passes
+        passes += 1
+        return await real(batch_id)
+
+    monkeypatch.setattr(batch_counts, "_count_pass", counted)
+    monkeypatch.setattr(batch_counts, "COUNTS_TTL_S", 0.0)  # every call looks again
+    monkeypatch.setattr(batch_counts, "WRITE_SKEW_MS", 0)
+    await anyio.sleep(0.01)  # the jobs were written before the count begins
+    assert (await batch_counts.batch_counts_cached("b"))["pending"] == 2
+    first = passes
+    for _ in range(3):
+        assert (await batch_counts.batch_counts_cached("b"))["pending"] == 2
+    assert passes == first  # nothing written since: one sync_ms read each, no count
+    await Job.get_pymongo_collection().update_one(
+        {"dedup_key": "acme:b:0"}, {"$set": {"state": JobState.DONE.value, "sync_ms": wall_ms()}})
+    got = await batch_counts.batch_counts_cached("b")
+    assert (got["pending"], got["done"]) == (1, 1) and passes > first
+    # a write that stamped no sync_ms is counted once the counts reach their greatest age
+    await Job.get_pymongo_collection().update_one({"dedup_key": "acme:b:1"}, {"$set": {"state": "done"}})
+    assert (await batch_counts.batch_counts_cached("b"))["pending"] == 1
+    monkeypatch.setattr(batch_counts, "COUNTS_MAX_AGE_S", 0.0)
+    assert (await batch_counts.batch_counts_cached("b"))["pending"] == 0

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 I = TypeVar("I")  # noqa: E741
 R = TypeVar("R")
@@ -38,7 +39,8 @@ class Batcher(Generic[I, R]):
         self.max_items = max_items
         self._open: _Round[I, R] | None = None
         self.serial = serial
-        self._flushing: anyio.Event | None = None  # set when the flush under way ends (serial only)
+        # the flush under way (serial only): its event loop's token, and the event set when it ends
+        self._flushing: tuple[object, anyio.Event] | None = None
         self.flushes = 0  # rounds flushed so far (what a caller can count)
 
     async def submit(self, item: I) -> R:
@@ -53,8 +55,10 @@ class Batcher(Generic[I, R]):
             rnd.items.append(item)
             with anyio.CancelScope(shield=True):
                 await anyio.sleep(self.window_s)
-                while self.serial and self._flushing is not None:  # the round stays open meanwhile
-                    await self._flushing.wait()
+                while self.serial and (flushing := self._flushing) is not None:  # the round stays open
+                    if flushing[0] != anyio.lowlevel.current_token():
+                        break  # left over from an event loop that is gone (a module-level batcher)
+                    await flushing[1].wait()
                 await self._run(rnd)
         if rnd.error is not None:
             raise rnd.error
@@ -63,7 +67,7 @@ class Batcher(Generic[I, R]):
     async def _run(self, rnd: _Round[I, R]) -> None:
         if self._open is rnd:  # closed now: later callers open the next round
             self._open = None
-        flushing = self._flushing = anyio.Event() if self.serial else None
+        flushing = self._flushing = (anyio.lowlevel.current_token(), anyio.Event()) if self.serial else None
         try:
             rnd.results = await self._flush(rnd.items)
             if len(rnd.results) != len(rnd.items):
@@ -74,5 +78,6 @@ class Batcher(Generic[I, R]):
             self.flushes += 1
             rnd.done.set()
             if flushing is not None:
-                self._flushing = None
-                flushing.set()
+                if self._flushing is flushing:
+                    self._flushing = None
+                flushing[1].set()

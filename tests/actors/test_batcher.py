@@ -127,3 +127,33 @@ async def test_serial_flushes_one_at_a_time_and_callers_meanwhile_share_the_next
         assert max(len(r) for r in seen) >= 4
     else:
         assert most > 1 and len(seen) == 20  # each caller its own flush, overlapping
+
+
+def test_a_flush_left_over_from_an_event_loop_that_is_gone_does_not_hold_up_the_next() -> None:
+    import asyncio
+
+    stuck = [True]
+
+    async def flush(items: list[int]) -> list[int]:
+        if stuck[0]:
+            await asyncio.sleep(3600)  # never ends: its event loop is closed under it
+        return items
+
+    batcher: Batcher[int, int] = Batcher(flush, serial=True)
+    old = asyncio.new_event_loop()
+
+    pending: list[asyncio.Future[int]] = []
+
+    async def start() -> None:
+        pending.append(asyncio.ensure_future(batcher.submit(1)))
+        await asyncio.sleep(0.01)  # the flush is under way
+
+    old.run_until_complete(start())
+    old.close()  # as a test's event loop ends with a module-level batcher mid-flush
+
+    async def next_loop() -> int:
+        stuck[0] = False  # a working database this time
+        with anyio.fail_after(2):
+            return await batcher.submit(2)
+
+    assert anyio.run(next_loop) == 2

@@ -15,6 +15,7 @@ import time
 import anyio
 
 from speechai.store.models import Job, JobState, wall_ms
+from speechai.store.server import runs_one_command_at_a_time
 
 COUNTS_TTL_S = 2.0  # counts are looked at again after this long
 COUNTS_MAX_AGE_S = 30.0  # and counted again after this long, written to or not (a write that stamped no sync_ms)
@@ -42,8 +43,11 @@ def forget_counts() -> None:
 
 async def _count_batch(batch_id: str) -> dict[str, int]:
     """Jobs per state, as two passes in a row agree: a pass reads the (batch, state) index once, and a
-    job whose state changes meanwhile may be met twice or not at all (MongoDB does not promise more)."""
+    job whose state changes meanwhile may be met twice or not at all (MongoDB does not promise more).
+    On a server that runs one command at a time one pass is one snapshot, and enough."""
     last = await _count_pass(batch_id)
+    if await runs_one_command_at_a_time(Job.get_pymongo_collection().database):
+        return last
     for _ in range(COUNT_PASSES - 1):
         counts = await _count_pass(batch_id)
         if counts == last:

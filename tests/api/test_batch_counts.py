@@ -3,6 +3,7 @@ two of the per-state counts is not counted twice or left out."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import anyio
@@ -10,6 +11,7 @@ import pytest
 
 from speechai.api import batch_counts
 from speechai.store.models import Job, JobState, wall_ms
+from speechai.store.server import runs_one_command_at_a_time
 from tests.api.conftest import job_doc
 from tests.runtime.conftest import SUNDAY
 
@@ -55,10 +57,16 @@ async def test_one_pass_is_one_aggregate_for_every_state(db, monkeypatch) -> Non
     assert counts == {**dict.fromkeys((s.value for s in JobState), 0), "pending": 2, "done": 1}
 
 
+async def _yields_during_reads(db: Any) -> bool:
+    return False
+
+
 async def test_a_job_that_moves_during_a_count_is_counted_once(db, monkeypatch) -> None:
+    """On a server that yields during reads (MongoDB) a count needs two passes that agree."""
     coll, job_id = await _seed()
     wrapped = _MovesAJobMidCount(coll, job_id, after=1)  # after the first pass
     monkeypatch.setattr(Job, "get_pymongo_collection", classmethod(lambda cls: wrapped))
+    monkeypatch.setattr(batch_counts, "runs_one_command_at_a_time", _yields_during_reads)
     counts = await batch_counts._count_batch("b1")
     assert wrapped.moved and counts["pending"] == 2 and counts["done"] == 1
     assert sum(counts.values()) == 3 and wrapped.aggregates == 3  # the second pass disagreed: a third
@@ -132,3 +140,38 @@ async def test_counts_are_kept_while_no_job_is_written_and_counted_again_after_a
     assert (await batch_counts.batch_counts_cached("b"))["pending"] == 1
     monkeypatch.setattr(batch_counts, "COUNTS_MAX_AGE_S", 0.0)
     assert (await batch_counts.batch_counts_cached("b"))["pending"] == 0
+
+
+@pytest.mark.skipif(bool(os.environ.get("SPEECHAI_TEST_MONGO_URI")), reason="a property of the embedded server")
+async def test_on_the_embedded_server_one_pass_is_a_snapshot(db) -> None:
+    """nx-27017 runs one command at a time: a single pass counts every job once even while jobs keep
+    moving between states, so it is one aggregate a count."""
+    assert await runs_one_command_at_a_time(db)
+    n = 60
+    await _jobs(0, n, JobState.PENDING)
+    coll = Job.get_pymongo_collection()
+    ids = [d["_id"] async for d in coll.find({"batch_id": "b"}, {"_id": 1})]
+    states = [JobState.PENDING.value, JobState.IN_FLIGHT.value, JobState.DONE.value]
+    seen: list[dict[str, int]] = []
+    aggregates = 0
+    real_pass = batch_counts._count_pass
+
+    async def counted_pass(batch_id: str) -> dict[str, int]:
+        nonlocal aggregates
+        aggregates += 1
+        return await real_pass(batch_id)
+
+    async def mover(k: int) -> None:
+        for step in range(40):
+            await coll.update_many({"_id": {"$in": ids[k::4]}}, {"$set": {"state": states[(step + k) % 3]}})
+
+    async with anyio.create_task_group() as tg:
+        for k in range(4):
+            tg.start_soon(mover, k)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(batch_counts, "_count_pass", counted_pass)
+            for _ in range(30):
+                seen.append(await batch_counts._count_batch("b"))
+    assert aggregates == 30
+    assert [sum(c.values()) for c in seen] == [n] * 30
+    assert len({tuple(sorted(c.items())) for c in seen}) > 1  # the jobs did move while they were counted

@@ -427,6 +427,24 @@ class HealthProbe:
         return await wait_until(up, timeout_s, 0.1)
 
 
+class PlacedCounter:
+    """How many ``call_placed`` events the runtime has logged; each look reads only what the log gained."""
+
+    def __init__(self, env: Env) -> None:
+        self.env, self.offset, self.count = env, 0, 0
+
+    def reached(self, n: int) -> bool:
+        size = self.env.runtime_log_size()
+        if size > self.offset:
+            with open(self.env.root / "runtime.jsonl", "rb") as log:
+                log.seek(self.offset)
+                gained = log.read(size - self.offset)
+            cut = gained.rfind(b"\n") + 1  # a line still being written is read next time
+            self.count += gained[:cut].count(b'"event": "call_placed"')
+            self.offset += cut
+        return self.count >= n
+
+
 def created_sorted(calls: Iterable[dict[str, Any]]) -> list[int]:
     return sorted(c["created_ms"] for c in calls)
 
@@ -483,12 +501,27 @@ async def scenario_ramp(args: argparse.Namespace, env: Env, out: dict[str, Any])
         out["timed_out"] = f"ramp: {peak} of {n} in flight after {args.ramp_timeout_s}s"
         out["jobs_at_timeout"] = await env.job_states()
         out["runtime_warnings"] = env.runtime_warnings()
-    hold_start = time.monotonic()
+    hold_start, hold_start_wall = time.monotonic(), time.time()
+    placed = PlacedCounter(env)
     await asyncio.sleep(args.hold_s)
     hold_end = time.monotonic()
+    # The simulator counts a call live once it is created; the runtime has placed it once it has saved
+    # the call id (its `call_placed`). The first hold can overlap the ramp's last saves; the second
+    # starts when all N are placed: the runtime with N calls in flight and nothing left to place.
+    async def placed_all() -> bool:
+        return placed.reached(n)
+    all_placed = await wait_until(placed_all, args.ramp_timeout_s)
+    settled_start = time.monotonic()
+    await asyncio.sleep(args.hold_s)
+    settled_end = time.monotonic()
     stats, calls, counts, mem = await env.sim_stats(), await env.sim_calls(), env.wire_counts(), proc_status(pid)
     created = created_sorted(calls)
     lag = probe.between(hold_start, hold_end)
+    settled_lag = probe.between(settled_start, settled_end)
+    last_placed = max((_log_time(e) for e in env.runtime_events("call_placed")), default=None)
+    out.update(placed_after_live_s=rnd(last_placed - hold_start_wall, 2) if last_placed else None,
+               loop_lag_settled_p99_ms=rnd(percentile(settled_lag, 99)) if all_placed else None,
+               health_settled=latency_summary(settled_lag))
     out.update(
         in_flight_peak=max(peak, stats["peak_live_calls"]), in_flight_at_end=stats["live_calls"],
         start_to_first_dial_s=rnd(created[0] / 1000 - env.runtime_started_at, 2) if created else None,
@@ -854,7 +887,8 @@ def summarize(r: dict[str, Any], sizes: list[int]) -> dict[str, Any]:
     return {
         "calls": ramp.get("calls"),
         "in_flight_peak": ramp.get("in_flight_peak"), "ramp_s": ramp.get("ramp_s"), "rss_mb": ramp.get("rss_mb"),
-        "loop_lag_p99_ms": ramp.get("loop_lag_p99_ms"), "readopt_s": readopt.get("readopt_s"),
+        "loop_lag_p99_ms": ramp.get("loop_lag_p99_ms"),
+        "loop_lag_settled_p99_ms": ramp.get("loop_lag_settled_p99_ms"), "readopt_s": readopt.get("readopt_s"),
         "db_cmds_per_attempt": refill.get("db", {}).get("db_cmds_per_attempt"),
         "get_call_per_attempt": refill.get("get_call_per_attempt"),
         "slot_utilization": refill.get("slot_utilization"), "refill_p99_ms": refill.get("refill_p99_ms"),

@@ -111,30 +111,34 @@ async def test_a_recount_under_way_does_not_hold_up_the_others(db, monkeypatch: 
     assert (await batch_counts.batch_counts_cached("b"))[JobState.DONE.value] == 3
 
 
+class _CountedPasses:
+    """``_count_pass`` that counts how often it ran."""
+
+    def __init__(self) -> None:
+        self.n, self._real = 0, batch_counts._count_pass
+
+    async def __call__(self, batch_id: str) -> dict[str, int]:
+        self.n += 1
+        return await self._real(batch_id)
+
+
 async def test_counts_are_kept_while_no_job_is_written_and_counted_again_after_a_write(db, monkeypatch) -> None:
     batch_counts.forget_counts()
     await _jobs(0, 2, JobState.PENDING)
-    passes = 0
-    real = batch_counts._count_pass
-
-    async def counted(batch_id: str) -> dict[str, int]:
-        nonlocal passes
-        passes += 1
-        return await real(batch_id)
-
+    counted = _CountedPasses()
     monkeypatch.setattr(batch_counts, "_count_pass", counted)
     monkeypatch.setattr(batch_counts, "COUNTS_TTL_S", 0.0)  # every call looks again
     monkeypatch.setattr(batch_counts, "WRITE_SKEW_MS", 0)
     await anyio.sleep(0.01)  # the jobs were written before the count begins
     assert (await batch_counts.batch_counts_cached("b"))["pending"] == 2
-    first = passes
+    first = counted.n
     for _ in range(3):
         assert (await batch_counts.batch_counts_cached("b"))["pending"] == 2
-    assert passes == first  # nothing written since: one sync_ms read each, no count
+    assert counted.n == first  # nothing written since: one sync_ms read each, no count
     await Job.get_pymongo_collection().update_one(
         {"dedup_key": "acme:b:0"}, {"$set": {"state": JobState.DONE.value, "sync_ms": wall_ms()}})
     got = await batch_counts.batch_counts_cached("b")
-    assert (got["pending"], got["done"]) == (1, 1) and passes > first
+    assert (got["pending"], got["done"]) == (1, 1) and counted.n > first
     # a write that stamped no sync_ms is counted once the counts reach their greatest age
     await Job.get_pymongo_collection().update_one({"dedup_key": "acme:b:1"}, {"$set": {"state": "done"}})
     assert (await batch_counts.batch_counts_cached("b"))["pending"] == 1
@@ -153,13 +157,7 @@ async def test_on_the_embedded_server_one_pass_is_a_snapshot(db) -> None:
     ids = [d["_id"] async for d in coll.find({"batch_id": "b"}, {"_id": 1})]
     states = [JobState.PENDING.value, JobState.IN_FLIGHT.value, JobState.DONE.value]
     seen: list[dict[str, int]] = []
-    aggregates = 0
-    real_pass = batch_counts._count_pass
-
-    async def counted_pass(batch_id: str) -> dict[str, int]:
-        nonlocal aggregates
-        aggregates += 1
-        return await real_pass(batch_id)
+    counted = _CountedPasses()
 
     async def mover(k: int) -> None:
         for step in range(40):
@@ -169,9 +167,9 @@ async def test_on_the_embedded_server_one_pass_is_a_snapshot(db) -> None:
         for k in range(4):
             tg.start_soon(mover, k)
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(batch_counts, "_count_pass", counted_pass)
+            mp.setattr(batch_counts, "_count_pass", counted)
             for _ in range(30):
                 seen.append(await batch_counts._count_batch("b"))
-    assert aggregates == 30
+    assert counted.n == 30
     assert [sum(c.values()) for c in seen] == [n] * 30
     assert len({tuple(sorted(c.items())) for c in seen}) > 1  # the jobs did move while they were counted
